@@ -1,0 +1,47 @@
+# pms-connector — the two commands of the README are `make run` and `make test`.
+# Everything installs into .venv on first use; no AWS account, no Docker.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+PORT   ?= 3000
+PROPERTIES ?= examples/demo-properties.yaml
+
+.PHONY: install run test lint unit integration e2e test-slow clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+## Start the connector locally: moto server, the API on http://127.0.0.1:$(PORT), demo properties.
+run: install
+	$(BIN)/pms-connector local --properties $(PROPERTIES) --port $(PORT)
+
+## Lint the template and the code, then run every test but the slow ones (what CI runs).
+test: lint
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/python -m pytest tests/unit
+
+integration: install
+	$(BIN)/python -m pytest tests/integration
+
+e2e: install
+	$(BIN)/python -m pytest tests/e2e
+
+## Long load and soak tests, kept out of the default run.
+test-slow: install
+	$(BIN)/python -m pytest -m slow
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam

@@ -1,0 +1,93 @@
+"""The PMS ingest API logic: validate a batch of PMS records and append it to the property's FIFO.
+
+A body is one record or a JSON array of at most 100; it is accepted or refused whole, and every invalid
+field of every record is listed in the refusal. Accepted records are appended atomically and in order, as
+the PMS wrote them (nothing renamed, nothing dropped); only ``property`` is filled in when missing, since
+pmslink needs it in multi-hotel scenarios.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pms_connector.config import PropertyConfig
+from pms_connector.errors import InvalidRecords, MalformedRequest
+from pms_connector.observability import logger, metrics
+from pms_connector.records import validate_pms_record
+from pms_connector.store import ConnectorStore, InboundEntry, dumps
+
+MAX_RECORDS = 100
+MAX_BODY_BYTES = 1_048_576
+MAX_RECORD_BYTES = 65_536
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    sequence: list[int]
+
+
+def parse_body(raw: bytes) -> list[Any]:
+    """The records of an ingest body: one JSON object or an array of them."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedRequest(f"body is not valid JSON: {exc.__class__.__name__} at position "
+                               f"{getattr(exc, 'pos', getattr(exc, 'start', 0))}") from None
+    records = data if isinstance(data, list) else [data]
+    if not records:
+        raise MalformedRequest("body is an empty array; send at least one record")
+    if len(records) > MAX_RECORDS:
+        raise MalformedRequest(f"body holds {len(records)} records; at most {MAX_RECORDS} per request")
+    return records
+
+
+def validate_records(prop: PropertyConfig, records: list[Any]) -> list[dict[str, Any]]:
+    """Every problem of every record as {index, field, reason}; empty when the batch is valid."""
+    issues: list[dict[str, Any]] = []
+    for index, record in enumerate(records):
+        for field, reason in validate_pms_record(record):
+            issues.append({"index": index, "field": field, "reason": reason})
+        if isinstance(record, Mapping):
+            named = record.get("property")
+            if named is not None and named != prop.id:
+                issues.append({"index": index, "field": "property",
+                               "reason": "does not match the property in the URL"})
+            if len(dumps(record).encode()) > MAX_RECORD_BYTES:
+                issues.append({"index": index, "field": "(record)",
+                               "reason": f"larger than {MAX_RECORD_BYTES} bytes"})
+    return issues
+
+
+def ingest(store: ConnectorStore, prop: PropertyConfig, raw: bytes) -> IngestResult:
+    """Validate and append a PMS body to the property's FIFO; InvalidRecords lists every problem."""
+    records = parse_body(raw)
+    issues = validate_records(prop, records)
+    if issues:
+        logger.info("ingest refused", extra={"records": len(records), "issues": len(issues)})
+        raise InvalidRecords(issues)
+    stamped = [record if "property" in record else {**record, "property": prop.id} for record in records]
+    retention = (prop.httppms.queue_retention_days + prop.httppms.archive_days) * DAY
+    sequence = store.append_fifo(prop.id, stamped, retention_seconds=retention)
+    metrics.add_metric(name="EventsIngested", unit="Count", value=len(sequence))
+    logger.info("records ingested", extra={"records": len(sequence), "first_seq": sequence[0]})
+    return IngestResult(sequence)
+
+
+def inbound_page(
+    store: ConnectorStore, prop: PropertyConfig, *, after: int, limit: int
+) -> dict[str, Any]:
+    """A page of the inbound log for a PMS that pulls instead of subscribing to the bus."""
+    entries = store.list_inbound(prop.id, after=after, limit=limit)
+    return {
+        "items": [_entry(e) for e in entries],
+        "next": entries[-1].seq if entries else after,
+    }
+
+
+def _entry(entry: InboundEntry) -> dict[str, Any]:
+    return {"seq": entry.seq, "action": entry.action, "received_at": entry.received_at,
+            "request": entry.request}

@@ -1,0 +1,320 @@
+"""`pms-connector local`: the whole connector on a laptop, no AWS account, no Docker.
+
+1. moto's server on a free loopback port stands in for DynamoDB, EventBridge, SSM and Secrets Manager
+   (every boto3 client finds it through AWS_ENDPOINT_URL);
+2. the template's tables and bus are created from template.yaml, the properties file is validated and
+   published to SSM + Secrets Manager exactly as on AWS;
+3. an HTTP server serves the template's HttpApi routes, turning each request into an API Gateway
+   (payload 2.0) proxy event for the function's handler, loaded unchanged from its CodeUri.
+
+Each function gets a small pool of "containers" (separate module instances, one request at a time each),
+as Lambda runs them, so concurrent requests behave as they would on AWS.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import queue
+import secrets
+import shlex
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import parse_qsl, urlsplit
+
+from pms_connector.config import PropertyConfig, load_properties_file
+
+CONTAINERS_PER_FUNCTION = 4
+MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway HTTP API's own limit
+
+
+@dataclass
+class LocalContext:
+    """The parts of the Lambda context object that Powertools reads."""
+
+    function_name: str
+    aws_request_id: str
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+    deadline: float = 0.0
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+class FunctionPool:
+    """A few independently loaded copies of one function's handler, each serving one request at a time."""
+
+    def __init__(self, template: Any, logical_id: str, size: int, timeout_s: float) -> None:
+        self.logical_id = logical_id
+        self.timeout_s = timeout_s
+        self._idle: queue.Queue[Callable[[dict[str, Any], Any], dict[str, Any]]] = queue.Queue()
+        for index in range(size):
+            self._idle.put(template.load_handler(logical_id, instance=index))
+
+    def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        handler = self._idle.get()
+        try:
+            context = LocalContext(function_name=f"local-{self.logical_id}", aws_request_id=str(uuid.uuid4()),
+                                   deadline=time.monotonic() + self.timeout_s)
+            return handler(event, context)
+        finally:
+            self._idle.put(handler)
+
+
+def build_event(method: str, target: str, headers: Mapping[str, str], body: bytes,
+                route_path: str, path_parameters: dict[str, str], source_ip: str) -> dict[str, Any]:
+    """An API Gateway HTTP API payload 2.0 event, as API Gateway would send it."""
+    parts = urlsplit(target)
+    now = datetime.now(UTC)
+    lowered = {k.lower(): v for k, v in headers.items()}
+    text: str | None
+    try:
+        text, encoded = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        text, encoded = base64.b64encode(body).decode("ascii"), True
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": f"{method} {route_path}",
+        "rawPath": parts.path,
+        "rawQueryString": parts.query,
+        "headers": lowered,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": lowered.get("host", "localhost"),
+            "http": {"method": method, "path": parts.path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
+                     "userAgent": lowered.get("user-agent", "")},
+            "requestId": uuid.uuid4().hex,
+            "routeKey": f"{method} {route_path}",
+            "stage": "$default",
+            "time": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "timeEpoch": int(now.timestamp() * 1000),
+        },
+        "isBase64Encoded": encoded,
+    }
+    if body:
+        event["body"] = text
+    if parts.query:
+        event["queryStringParameters"] = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    return event
+
+
+class LocalApi:
+    """Routes HTTP requests to the template's functions."""
+
+    def __init__(self, template: Any, containers: int = CONTAINERS_PER_FUNCTION) -> None:
+        self.routes = template.routes()
+        functions = template.functions()
+        timeout = float(template.doc.get("Globals", {}).get("Function", {}).get("Timeout", 10))
+        self.pools = {lid: FunctionPool(template, lid, containers, timeout) for lid in functions
+                      if any(r.function == lid for r in self.routes)}
+
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes,
+               source_ip: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
+        path = urlsplit(target).path
+        allowed = []
+        for route in self.routes:
+            params = route.match(method, path)
+            if params is not None:
+                event = build_event(method, target, headers, body, route.path, params, source_ip)
+                return _proxy_result(self.pools[route.function].invoke(event))
+            if route.pattern.fullmatch(path):
+                allowed.append(route.method)
+        if allowed:
+            return 405, {"Content-Type": "application/json", "Allow": ", ".join(allowed)}, \
+                b'{"message":"Method Not Allowed"}'
+        return 404, {"Content-Type": "application/json"}, b'{"message":"Not Found"}'
+
+
+def _proxy_result(result: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+    body = result.get("body") or ""
+    raw = base64.b64decode(body) if result.get("isBase64Encoded") else body.encode("utf-8")
+    headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
+    return int(result.get("statusCode", 200)), headers, raw
+
+
+def make_http_server(api: LocalApi, host: str, port: int) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "pms-connector-local"
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_REQUEST_BYTES:
+                self._reply(413, {"Content-Type": "application/json"}, b'{"message":"Request Entity Too Large"}')
+                self.close_connection = True
+                return
+            body = self.rfile.read(length) if length else b""
+            try:
+                status, headers, raw = api.handle(self.command, self.path, dict(self.headers.items()), body,
+                                                  self.client_address[0])
+            except Exception:
+                logging.getLogger("pms_connector.local").exception("handler crashed")
+                status, headers, raw = 500, {"Content-Type": "application/json"}, \
+                    b'{"message":"Internal Server Error"}'
+            self._reply(status, headers, raw)
+
+        def _reply(self, status: int, headers: Mapping[str, str], raw: bytes) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                if key.lower() != "content-length":
+                    self.send_header(key, value)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            if os.environ.get("PMS_CONNECTOR_ACCESS_LOG"):
+                sys.stderr.write("%s - %s\n" % (self.address_string(), format % args))  # noqa: UP031
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server on a free loopback port; yields its URL."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+def point_at(endpoint: str) -> None:
+    """Every boto3 client created from now on talks to moto at ``endpoint`` with dummy credentials."""
+    os.environ.update(
+        AWS_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="local",
+        AWS_SECRET_ACCESS_KEY="local",  # noqa: S106 - moto ignores credentials
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
+    )
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+
+
+@dataclass
+class Running:
+    url: str
+    moto_url: str
+    server: ThreadingHTTPServer
+    properties: dict[str, PropertyConfig]
+
+
+@contextmanager
+def running(properties_path: str | Path, *, template_path: str | Path | None = None, host: str = "127.0.0.1",
+            port: int = 3000, progress: Callable[[str], Any] = lambda _m: None) -> Iterator[Running]:
+    """Start moto, provision, serve the API in a background thread; stop everything on exit."""
+    from pms_connector.local.provision import create_resources, push_properties
+    from pms_connector.local.template import Template, find_template
+
+    properties = load_properties_file(properties_path)  # a bad file fails here, before anything starts
+    template = Template(template_path or find_template())
+    with moto_server() as moto_url:
+        point_at(moto_url)
+        progress(f"moto server on {moto_url}")
+        names = create_resources(template)
+        progress(f"created {', '.join(f'{k} ({v})' for k, v in names.items())} from {template.path.name}")
+        environment: dict[str, str] = {}
+        for spec in template.functions().values():
+            environment.update(spec.environment)
+        os.environ.update(environment)
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF blobs in a terminal
+        push_properties(properties, parameter_prefix=environment["CONFIG_PARAMETER_PREFIX"],
+                        secret_prefix=environment["CONFIG_SECRET_PREFIX"], progress=progress)
+        server = make_http_server(LocalApi(template), host, port)
+        thread = threading.Thread(target=server.serve_forever, name="local-api", daemon=True)
+        thread.start()
+        bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
+        try:
+            yield Running(f"http://{bound_host}:{bound_port}", moto_url, server, properties)
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(timeout=5)
+
+
+def usage(url: str, properties: Mapping[str, PropertyConfig], now: datetime | None = None) -> str:
+    """Ready-to-paste curl commands for each property, with valid credentials for the current time."""
+    from pms_connector.auth import local_now, md5_stamp, md5_token
+
+    lines = [f"pms-connector is running on {url}", ""]
+    for prop in properties.values():
+        stamp = local_now(prop.zone, now)
+        record = {"datetime": stamp, "action": "BOOKING", "property": prop.id,
+                  "booking_uid": f"demo-{secrets.token_hex(3)}", "status": "checkin", "room": "101",
+                  "account": "1001", "arrival": stamp, "departure": stamp,
+                  "GUEST_LIST": [{"uid": "g1", "main": True, "name": "Ana", "surname": "García",
+                                  "language": "es"}]}
+        get_request: dict[str, Any] = {"datetime": stamp, "action": "GET_REQUEST", "property": prop.id}
+        auth_args = ""
+        settings = prop.httppms
+        if settings.auth == "md5" and settings.user and settings.password:
+            get_request["user"] = settings.user
+            get_request["usertoken"] = md5_token(settings.user, md5_stamp(stamp), settings.password.get_secret_value())
+        elif settings.auth == "token" and settings.token:
+            get_request["usertoken"] = settings.token.get_secret_value()
+        elif settings.user and settings.password:
+            auth_args = f" -u {shlex.quote(settings.user + ':' + settings.password.get_secret_value())}"
+        key = prop.ingest.api_key.get_secret_value()
+        lines += [
+            f"# {prop.name} ({prop.id}, {prop.timezone}, auth {settings.auth}, delivery {settings.delivery})",
+            "# 1. the PMS pushes a check-in:",
+            f"curl -s -X POST {url}/pms/{prop.id}/events -H 'Authorization: Bearer {key}' "
+            f"-H 'Content-Type: application/json' -d {shlex.quote(json.dumps(record, ensure_ascii=False))}",
+            "# 2. pmslink polls it with GET_REQUEST"
+            + (f" (MD5 token valid ±{settings.md5_window_seconds} s; `pms-connector token` makes a fresh one)"
+               if settings.auth == "md5" else "") + ":",
+            f"curl -s -X POST {url}/httppms{auth_args} -H 'Content-Type: application/json' "
+            f"-d {shlex.quote(json.dumps(get_request))}",
+            "",
+        ]
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
+
+
+def serve(properties_path: str | Path, *, port: int, host: str = "127.0.0.1",
+          template_path: str | Path | None = None, out: TextIO = sys.stdout) -> None:
+    """Run until Ctrl-C (the README's first command)."""
+
+    def say(message: str) -> None:
+        print(message, file=out, flush=True)
+
+    with running(properties_path, template_path=template_path, host=host, port=port, progress=say) as run:
+        say("")
+        say(usage(run.url, run.properties))
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            say("\nstopping…")
+    say("stopped.")

@@ -1,0 +1,123 @@
+"""Shared fixtures: moto-backed deployment built from template.yaml, handlers loaded unchanged, helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = ROOT / "events"
+SPEC = ROOT.parent / "shared" / "specs" / "charpmslink-httppms-equipment-basic-api.txt"
+
+# No real AWS, ever: fake credentials and a fixed region before anything creates a client.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_ACCOUNT_ID_ENDPOINT_MODE="disabled",
+    POWERTOOLS_METRICS_NAMESPACE="PmsConnector",
+    POWERTOOLS_SERVICE_NAME="pms-connector",
+    POWERTOOLS_DEV="false",
+)
+for _var in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    os.environ.pop(_var, None)
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A sample API Gateway event from events/, by file name without extension."""
+    return json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def demo_documents() -> list[dict[str, Any]]:
+    import yaml
+
+    return yaml.safe_load((ROOT / "examples" / "demo-properties.yaml").read_text(encoding="utf-8"))
+
+
+def property_document(pid: str = "demo-hotel", **overrides: Any) -> dict[str, Any]:
+    doc = next(d for d in demo_documents() if d["id"] == pid)
+    doc = json.loads(json.dumps(doc))
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict):
+            doc[key].update(value)
+        else:
+            doc[key] = value
+    return doc
+
+
+class FakeContext:
+    function_name = "pms-connector-test"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:pms-connector-test"
+    memory_limit_in_mb = 512
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    log_group_name = "/aws/lambda/pms-connector-test"
+    log_stream_name = "test"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+@dataclass
+class Deployment:
+    """The template's resources on moto, the demo properties published, handlers ready to call."""
+
+    template: Any
+    names: dict[str, str]
+    env: dict[str, str]
+
+    def handler(self, logical_id: str) -> Any:
+        return self.template.load_handler(logical_id)
+
+    def invoke(self, logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        return self.handler(logical_id)(event, FakeContext())
+
+
+def reset_caches() -> None:
+    """Forget clients, settings and cached configs between tests (each test has its own moto)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from pms_connector import api, aws, settings
+
+    for cached in (api.directory, api.store, api.httppms_dependencies, aws.dynamodb, aws.events,
+                   settings.get_settings):
+        cached.cache_clear()
+    parameters.clear_caches()
+
+
+@pytest.fixture
+def deployment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
+    from moto import mock_aws
+
+    from pms_connector.config import parse_properties
+    from pms_connector.local.provision import create_resources, push_properties
+    from pms_connector.local.template import Template
+
+    with mock_aws():
+        template = Template(TEMPLATE)
+        names = create_resources(template)
+        env = template.functions()["HttppmsFunction"].environment
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        push_properties(
+            parse_properties(demo_documents()),
+            parameter_prefix=env["CONFIG_PARAMETER_PREFIX"],
+            secret_prefix=env["CONFIG_SECRET_PREFIX"],
+        )
+        reset_caches()
+        yield Deployment(template, names, env)
+        reset_caches()
+
+
+def local_stamp(tz: str = "Europe/Madrid", now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%dT%H:%M:%S")
