@@ -82,6 +82,79 @@ class Deployment:
     def invoke(self, logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
         return self.handler(logical_id)(event, FakeContext())
 
+    def add_property(self, document: dict[str, Any]) -> None:
+        """Publish one more property to SSM + Secrets Manager, as its stack would."""
+        from pms_connector.config import parse_property
+        from pms_connector.local.provision import push_properties
+
+        config = parse_property(document)
+        push_properties({config.id: config}, parameter_prefix=self.env["CONFIG_PARAMETER_PREFIX"],
+                        secret_prefix=self.env["CONFIG_SECRET_PREFIX"])
+
+    def subscribe_bus(self) -> BusTap:
+        """An SQS queue receiving every event put on the template's bus."""
+        import boto3
+
+        sqs = boto3.client("sqs")
+        events = boto3.client("events")
+        url = sqs.create_queue(QueueName="bus-tap")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        bus = self.names["EventBus"]
+        events.put_rule(Name="tap", EventBusName=bus, EventPattern=json.dumps({"source": ["pms-connector"]}))
+        events.put_targets(Rule="tap", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+        return BusTap(sqs, url)
+
+
+@dataclass
+class BusTap:
+    sqs: Any
+    url: str
+
+    def drain(self) -> list[dict[str, Any]]:
+        out = []
+        while True:
+            got = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", [])
+            if not got:
+                return out
+            for message in got:
+                out.append(json.loads(message["Body"]))
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+
+
+class CallCounter:
+    """Counts AWS API calls made by the connector's clients, through botocore's event hooks."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def __call__(self, event_name: str, **_: Any) -> None:
+        # event_name is "before-call.<service>.<Operation>"
+        self.calls.append(event_name.split(".", 1)[1])
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+
+@pytest.fixture
+def aws_calls(deployment: Deployment) -> CallCounter:
+    """Counts every call of the connector's DynamoDB and EventBridge clients and of the config reads."""
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    from pms_connector import aws
+
+    counter = CallCounter()
+    # The providers Powertools' get_parameter/get_secret use, created here so their clients are hooked too.
+    DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider()
+    DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider()
+    clients = [aws.dynamodb(), aws.events(), DEFAULT_PROVIDERS["ssm"].client, DEFAULT_PROVIDERS["secrets"].client]
+    for client in clients:
+        client.meta.events.register("before-call.*.*", counter)
+    return counter
+
 
 def reset_caches() -> None:
     """Forget clients, settings and cached configs between tests (each test has its own moto)."""

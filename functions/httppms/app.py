@@ -40,4 +40,6 @@ def _serve(path_property: str | None) -> Response[str]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    # An invocation that ends without a metric is not flushed: drop any dimension it left behind.
+    metrics.clear_metrics()
     return app.resolve(event, context)

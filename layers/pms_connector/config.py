@@ -75,8 +75,14 @@ class HttppmsSettings(_Section):
         return self
 
 
+def _check_api_key(value: SecretStr) -> SecretStr:
+    if len(value.get_secret_value()) < 16:
+        raise ValueError("must be 16 characters or more")
+    return value
+
+
 class IngestSettings(_Section):
-    api_key: SecretStr = Field(min_length=16)
+    api_key: Annotated[SecretStr, AfterValidator(_check_api_key)]
 
 
 class CheckoutSettings(_Section):
@@ -166,8 +172,13 @@ def load_properties_file(path: str | Path) -> dict[str, PropertyConfig]:
             data = yaml.safe_load(text)
         else:
             data = json.loads(text)
-    except Exception as exc:
-        raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.').upper() or 'JSON'}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except Exception as exc:  # noqa: BLE001 - YAML errors; their text quotes the line, which may hold a secret
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{path}: not valid YAML: {problem}{where}") from None
     if isinstance(data, Mapping) and "properties" in data:
         data = data["properties"]
     if not isinstance(data, list):

@@ -32,7 +32,7 @@ from pydantic import (
 )
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
-_DATETIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}")
+_DATETIME_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")  # ASCII digits only
 _LANGUAGE_RE = re.compile(r"[A-Za-z]{2}")
 
 
