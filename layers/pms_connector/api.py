@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.event_handler import Response
 
 from pms_connector.errors import (
+    CODE_MALFORMED,
     ConnectorError,
     MalformedRequest,
     PayloadTooLarge,
@@ -134,6 +135,10 @@ def json_response(status: int, body: dict[str, Any]) -> Response[str]:
 def register_httppms_errors(app: APIGatewayHttpResolver) -> None:
     """HTTPPMS errors: HTTP 200 with the code (401 for authentication), in the request's format."""
 
+    @app.not_found
+    def _no_route(exc: Exception) -> Response[str]:
+        return json_response(404, {"code": CODE_MALFORMED, "description": "no such route; POST /httppms"})
+
     @app.exception_handler(ConnectorError)  # type: ignore[untyped-decorator]
     def _known(exc: ConnectorError) -> Response[str]:
         status, body = httppms_answer(exc)
@@ -150,6 +155,10 @@ def register_httppms_errors(app: APIGatewayHttpResolver) -> None:
 
 def register_ingest_errors(app: APIGatewayHttpResolver) -> None:
     """Ingest API errors: 4xx/5xx with a JSON body."""
+
+    @app.not_found
+    def _no_route(exc: Exception) -> Response[str]:
+        return json_response(404, {"error": "no such route"})
 
     @app.exception_handler(ConnectorError)  # type: ignore[untyped-decorator]
     def _known(exc: ConnectorError) -> Response[str]:

@@ -174,7 +174,7 @@ def load_properties_file(path: str | Path) -> dict[str, PropertyConfig]:
             data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
-    except Exception as exc:  # noqa: BLE001 - YAML errors; their text quotes the line, which may hold a secret
+    except Exception as exc:  # YAML errors; their text quotes the line, which may hold a secret
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__

@@ -28,6 +28,8 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 
@@ -118,7 +120,9 @@ class BookingRecord(SpecModel):
     booking_uid: Text
     locator: Text | None = None
     status: BookingStatus
-    room: Room | None = None
+    # Cross-field rules are field validators (not a model validator) so they are reported together with
+    # every other problem of the record, which pydantic skips model validators for.
+    room: Room | None = Field(None, validate_default=True)
     account: Text | None = None
     arrival: SpecDateTime
     departure: SpecDateTime
@@ -129,15 +133,28 @@ class BookingRecord(SpecModel):
     pax: Annotated[int, Field(ge=0, le=99)] | None = None
     GUEST_LIST: Annotated[list[Guest], Field(max_length=50)] | None = None
 
-    @model_validator(mode="after")
-    def _rules(self) -> BookingRecord:
-        if self.status in ("checkin", "checkout") and not self.room:
-            raise _field_error("room", f"is required when status is '{self.status}'")
-        if self.departure < self.arrival:  # same fixed-width format: string order is time order
+    @field_validator("room")
+    @classmethod
+    def _room_for_stays(cls, room: str | None, info: ValidationInfo) -> str | None:
+        status = info.data.get("status")
+        if status in ("checkin", "checkout") and not room:
+            raise _field_error("room", f"is required when status is '{status}'")
+        return room
+
+    @field_validator("departure")
+    @classmethod
+    def _departure_after_arrival(cls, departure: str, info: ValidationInfo) -> str:
+        arrival = info.data.get("arrival")
+        if arrival is not None and departure < arrival:  # fixed-width format: string order is time order
             raise _field_error("departure", "must not be before arrival")
-        if self.GUEST_LIST and len(self.GUEST_LIST) > 1 and not self.account:
+        return departure
+
+    @field_validator("GUEST_LIST")
+    @classmethod
+    def _account_when_shared(cls, guests: list[Guest] | None, info: ValidationInfo) -> list[Guest] | None:
+        if guests and len(guests) > 1 and not info.data.get("account"):
             raise _field_error("account", "is required when the booking has more than one guest")
-        return self
+        return guests
 
 
 class RoomStatusRecord(SpecModel):
