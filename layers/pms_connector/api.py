@@ -1,6 +1,9 @@
-"""What the two HTTP functions share: default dependencies, body decoding, responses, error mapping.
+"""What the two HTTP functions share: the request/response shapes, default dependencies, and the one place
+where errors become HTTP answers (with errors.py).
 
-Errors become answers here and in errors.py only; routes never catch.
+API Gateway has already matched the route when a function runs: the event's ``routeKey`` (e.g.
+``POST /pms/{property}/events``) picks the handler from a dict. A full router (Powertools' resolver) would
+only repeat that match, and costs about 90 ms of cold-start import, a third of the budget.
 """
 
 from __future__ import annotations
@@ -8,11 +11,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-
-from aws_lambda_powertools.event_handler import Response
 
 from pms_connector.errors import (
     CODE_MALFORMED,
@@ -26,15 +29,161 @@ from pms_connector.errors import (
 from pms_connector.observability import logger
 
 if TYPE_CHECKING:
-    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
-    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
-
     from pms_connector.directory import ParameterStoreDirectory
     from pms_connector.httppms import Dependencies
     from pms_connector.store import ConnectorStore
 
 HTTPPMS_MAX_BODY_BYTES = 262_144
 JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Request:
+    """An API Gateway HTTP API (payload 2.0) request."""
+
+    event: Mapping[str, Any]
+    headers: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        raw = self.event.get("headers") or {}
+        object.__setattr__(self, "headers", {str(k).lower(): str(v) for k, v in raw.items()})
+
+    @property
+    def route_key(self) -> str:
+        return str(self.event.get("routeKey", ""))
+
+    def path_parameter(self, name: str) -> str:
+        return str((self.event.get("pathParameters") or {}).get(name, ""))
+
+    def query(self, name: str) -> str | None:
+        value = (self.event.get("queryStringParameters") or {}).get(name)
+        return None if value is None else str(value)
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    @property
+    def is_xml(self) -> bool:
+        ctype = self.content_type
+        return ctype in ("application/xml", "text/xml") or ctype.endswith("+xml")
+
+    def body(self, limit: int) -> bytes:
+        """The raw body, refused past ``limit`` bytes."""
+        body = self.event.get("body") or ""
+        if self.event.get("isBase64Encoded"):
+            if len(body) > limit * 4 // 3 + 4:
+                raise PayloadTooLarge(f"body larger than {limit} bytes")
+            try:
+                raw = base64.b64decode(body, validate=True)
+            except binascii.Error:
+                raise MalformedRequest("body is not valid base64") from None
+        else:
+            raw = body.encode("utf-8", errors="surrogatepass")
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"body larger than {limit} bytes")
+        return raw
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: str
+    content_type: str = "application/json; charset=utf-8"
+
+    def to_proxy(self) -> dict[str, Any]:
+        return {"statusCode": self.status, "headers": {"Content-Type": self.content_type}, "body": self.body,
+                "isBase64Encoded": False}
+
+
+Route = Callable[[Request], Response]
+
+
+@dataclass(frozen=True)
+class ErrorAnswers:
+    """How one API answers its errors."""
+
+    known: Callable[[ConnectorError, Request], Response]
+    not_found: Callable[[Request], Response]
+    unexpected: Callable[[Request], Response]
+
+
+def serve(event: Mapping[str, Any], routes: Mapping[str, Route], answers: ErrorAnswers) -> dict[str, Any]:
+    """Run the route API Gateway matched; every error becomes the API's answer here, and only here."""
+    request = Request(event)
+    route = routes.get(request.route_key)
+    if route is None:
+        return answers.not_found(request).to_proxy()
+    try:
+        return route(request).to_proxy()
+    except ConnectorError as exc:
+        logger.info("request refused", extra={"code": exc.code, "error": type(exc).__name__})
+        return answers.known(exc, request).to_proxy()
+    except Exception:
+        # A bug or a misconfiguration (e.g. a missing IAM permission): logged with its trace, answered 500.
+        logger.exception("request failed")
+        return answers.unexpected(request).to_proxy()
+
+
+# --- answers -----------------------------------------------------------------------------------------
+
+
+def json_response(status: int, body: Mapping[str, Any]) -> Response:
+    from pms_connector.store import dumps
+
+    return Response(status, dumps(body))
+
+
+def httppms_response(status: int, body: Mapping[str, Any], as_xml: bool) -> Response:
+    """HTTPPMS answers in the request's format: XML when it came as XML, JSON otherwise."""
+    if as_xml:
+        from pms_connector import xmlcodec
+
+        return Response(status, xmlcodec.dump_response(body).decode("utf-8"), "application/xml; charset=utf-8")
+    return json_response(status, body)
+
+
+HTTPPMS_ERRORS = ErrorAnswers(
+    known=lambda exc, req: httppms_response(*httppms_answer(exc), req.is_xml),
+    not_found=lambda req: json_response(404, {"code": CODE_MALFORMED, "description": "no such route; POST /httppms"}),
+    # Link-level 500: pmslink buffers the request and sends it again.
+    unexpected=lambda req: httppms_response(500, {"code": 100, "description": "internal error; retry later"},
+                                            req.is_xml),
+)
+
+INGEST_ERRORS = ErrorAnswers(
+    known=lambda exc, _req: json_response(*ingest_answer(exc)),
+    not_found=lambda _req: json_response(404, {"error": "no such route"}),
+    unexpected=lambda _req: json_response(500, {"error": "internal error; retry later", "retryable": True}),
+)
+
+
+# --- bodies --------------------------------------------------------------------------------------------
+
+
+def decode_httppms_body(request: Request) -> Any:
+    """JSON by default; XML when the content type says so (parsed with entities, DTDs and network off)."""
+    raw = request.body(HTTPPMS_MAX_BODY_BYTES)
+    if request.is_xml:
+        from pms_connector import xmlcodec  # lxml only when XML actually arrives
+
+        try:
+            return xmlcodec.parse_request(raw, max_bytes=HTTPPMS_MAX_BODY_BYTES)
+        except xmlcodec.XmlError as exc:
+            raise MalformedRequest(str(exc)) from None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise MalformedRequest("the request body is not valid JSON") from None
+
+
+def require_json(request: Request) -> None:
+    ctype = request.content_type
+    if ctype and ctype != JSON and not ctype.endswith("+json"):
+        raise UnsupportedMediaType(f"content type '{ctype[:60]}' is not supported; send application/json")
+
+
+# --- default dependencies, one per container -------------------------------------------------------------
 
 
 def utc_now() -> datetime:
@@ -67,106 +216,3 @@ def httppms_dependencies() -> Dependencies:
     from pms_connector.settings import get_settings
 
     return Dependencies(directory(), store(), EventPublisher(get_settings().event_bus_name), utc_now)
-
-
-def body_bytes(event: APIGatewayProxyEventV2, limit: int) -> bytes:
-    """The raw request body, refused past ``limit`` bytes."""
-    body = event.body or ""
-    if event.is_base64_encoded:
-        if len(body) > limit * 4 // 3 + 4:
-            raise PayloadTooLarge(f"body larger than {limit} bytes")
-        try:
-            raw = base64.b64decode(body, validate=True)
-        except binascii.Error:
-            raise MalformedRequest("body is not valid base64") from None
-    else:
-        raw = body.encode("utf-8", errors="surrogatepass")
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"body larger than {limit} bytes")
-    return raw
-
-
-def content_type(event: APIGatewayProxyEventV2) -> str:
-    return (event.headers or {}).get("content-type", "") or ""
-
-
-def is_xml(event: APIGatewayProxyEventV2) -> bool:
-    ctype = content_type(event).split(";")[0].strip().lower()
-    return ctype in ("application/xml", "text/xml") or ctype.endswith("+xml")
-
-
-def decode_httppms_body(event: APIGatewayProxyEventV2) -> Any:
-    """JSON by default; XML when the content type says so (parsed with entities, DTDs and network off)."""
-    raw = body_bytes(event, HTTPPMS_MAX_BODY_BYTES)
-    if is_xml(event):
-        from pms_connector import xmlcodec  # lxml only when XML actually arrives
-
-        try:
-            return xmlcodec.parse_request(raw, max_bytes=HTTPPMS_MAX_BODY_BYTES)
-        except xmlcodec.XmlError as exc:
-            raise MalformedRequest(str(exc)) from None
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise MalformedRequest("the request body is not valid JSON") from None
-
-
-def require_json(event: APIGatewayProxyEventV2) -> None:
-    ctype = content_type(event).split(";")[0].strip().lower()
-    if ctype and ctype != JSON and not ctype.endswith("+json"):
-        raise UnsupportedMediaType(f"content type '{ctype[:60]}' is not supported; send application/json")
-
-
-def httppms_response(status: int, body: dict[str, Any], as_xml: bool) -> Response[str]:
-    if as_xml:
-        from pms_connector import xmlcodec
-
-        return Response(status_code=status, content_type="application/xml; charset=utf-8",
-                        body=xmlcodec.dump_response(body).decode("utf-8"))
-    return json_response(status, body)
-
-
-def json_response(status: int, body: dict[str, Any]) -> Response[str]:
-    from pms_connector.store import dumps
-
-    return Response(status_code=status, content_type="application/json; charset=utf-8", body=dumps(body))
-
-
-def register_httppms_errors(app: APIGatewayHttpResolver) -> None:
-    """HTTPPMS errors: HTTP 200 with the code (401 for authentication), in the request's format."""
-
-    @app.not_found
-    def _no_route(exc: Exception) -> Response[str]:
-        return json_response(404, {"code": CODE_MALFORMED, "description": "no such route; POST /httppms"})
-
-    @app.exception_handler(ConnectorError)  # type: ignore[untyped-decorator]
-    def _known(exc: ConnectorError) -> Response[str]:
-        status, body = httppms_answer(exc)
-        logger.info("httppms request refused", extra={"code": exc.code, "status": status})
-        return httppms_response(status, body, is_xml(app.current_event))
-
-    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
-    def _unexpected(exc: Exception) -> Response[str]:
-        # A bug or a misconfiguration (e.g. a missing IAM permission): link-level 500, pmslink retries.
-        logger.exception("httppms request failed")
-        return httppms_response(500, {"code": 100, "description": "internal error; retry later"},
-                                is_xml(app.current_event))
-
-
-def register_ingest_errors(app: APIGatewayHttpResolver) -> None:
-    """Ingest API errors: 4xx/5xx with a JSON body."""
-
-    @app.not_found
-    def _no_route(exc: Exception) -> Response[str]:
-        return json_response(404, {"error": "no such route"})
-
-    @app.exception_handler(ConnectorError)  # type: ignore[untyped-decorator]
-    def _known(exc: ConnectorError) -> Response[str]:
-        status, body = ingest_answer(exc)
-        logger.info("ingest request refused", extra={"status": status})
-        return json_response(status, body)
-
-    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
-    def _unexpected(exc: Exception) -> Response[str]:
-        logger.exception("ingest request failed")
-        return json_response(500, {"error": "internal error; retry later", "retryable": True})

@@ -196,17 +196,32 @@ def make_http_server(api: LocalApi, host: str, port: int) -> ThreadingHTTPServer
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    """moto's server on a free loopback port; yields its URL."""
-    from moto.server import ThreadedMotoServer
+    """moto's server on a free loopback port; yields its URL.
+
+    Each AWS request is handled under one lock: real AWS applies a request (a conditional update, a
+    transaction) atomically, and moto's in-memory backends do not, so concurrent requests from the
+    runner's containers would otherwise race inside moto and break guarantees the code relies on.
+    """
+    from moto.moto_server.threaded_moto_server import MotoRequestHandler  # type: ignore[attr-defined]
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    dispatcher = DomainDispatcherApplication(create_backend_app)
+    lock = threading.Lock()
+
+    def atomic(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        with lock:
+            return list(dispatcher(environ, start_response))
+
+    server = make_server("127.0.0.1", 0, atomic, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
+    thread.start()
     try:
-        yield f"http://{host}:{port}"
+        yield f"http://127.0.0.1:{server.server_port}"
     finally:
-        server.stop()
+        server.shutdown()
+        thread.join(timeout=5)
 
 
 def point_at(endpoint: str) -> None:
