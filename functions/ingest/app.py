@@ -41,7 +41,7 @@ def _int_param(request: api.Request, name: str, *, default: int, low: int, high:
     value = request.query(name)
     if value is None or value == "":
         return default
-    if not value.isdigit() or not low <= int(value) <= high:
+    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
         raise InvalidField(name, f"must be an integer from {low} to {high}")
     return int(value)
 

@@ -175,6 +175,8 @@ def decode_httppms_body(request: Request) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise MalformedRequest("the request body is not valid JSON") from None
+    except RecursionError:
+        raise MalformedRequest("the request body is nested too deeply") from None
 
 
 def require_json(request: Request) -> None:

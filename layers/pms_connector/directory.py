@@ -49,7 +49,7 @@ class ParameterStoreDirectory:
         self.secret_prefix = secret_prefix.rstrip("/")
         self.cache_seconds = cache_seconds
         self._unknown: dict[str, float] = {}
-        self._parsed: dict[str, tuple[int, int, PropertyConfig]] = {}
+        self._parsed: dict[str, tuple[Any, Any, PropertyConfig]] = {}
 
     def get(self, property_id: str) -> PropertyConfig | None:
         if not _ID.fullmatch(property_id):
@@ -77,9 +77,10 @@ class ParameterStoreDirectory:
         return self._validated(property_id, document, secrets)
 
     def _validated(self, property_id: str, document: Any, secrets: Any) -> PropertyConfig | None:
-        # The cached documents are the same objects until they expire: parse once per version.
+        # Powertools hands back the same cached objects until they expire: validate once per fetch. The
+        # objects themselves are kept (not their ids), so a new fetch can never be mistaken for an old one.
         cached = self._parsed.get(property_id)
-        if cached and cached[0] == id(document) and cached[1] == id(secrets):
+        if cached and cached[0] is document and cached[1] is secrets:
             return cached[2]
         if not isinstance(document, Mapping) or not isinstance(secrets, Mapping):
             logger.error("property configuration is not a JSON object", extra={"property": property_id})
@@ -93,5 +94,5 @@ class ParameterStoreDirectory:
         if config.id != property_id:
             logger.error("property id does not match its parameter name", extra={"property": property_id})
             return None
-        self._parsed[property_id] = (id(document), id(secrets), config)
+        self._parsed[property_id] = (document, secrets, config)
         return config

@@ -37,6 +37,8 @@ def parse_body(raw: bytes) -> list[Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise MalformedRequest(f"body is not valid JSON: {exc.__class__.__name__} at position "
                                f"{getattr(exc, 'pos', getattr(exc, 'start', 0))}") from None
+    except RecursionError:
+        raise MalformedRequest("body is nested too deeply") from None
     records = data if isinstance(data, list) else [data]
     if not records:
         raise MalformedRequest("body is an empty array; send at least one record")

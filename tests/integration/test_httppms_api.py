@@ -433,3 +433,73 @@ def test_the_inbound_log_pages_requests_without_credentials(deployment: Deployme
     assert [i["request"]["room"] for i in first["items"] + rest["items"]] == ["101", "102", "103"]
     assert all("usertoken" not in i["request"] and "user" not in i["request"] for i in first["items"])
     assert page(rest["next"], 2) == {"items": [], "next": rest["next"]}
+
+
+def test_a_deeply_nested_body_is_code_200_not_a_crash(deployment: Deployment) -> None:
+    response = deployment.invoke(HTTPPMS, httppms_event(None, raw_body="[" * 100_000 + "]" * 100_000))
+    assert response["statusCode"] == 200
+    assert answer(response)["code"] in (200, 206)
+
+
+SAMPLE_EVENTS = sorted(p.stem for p in __import__("pathlib").Path(__file__).resolve().parents[2]
+                       .joinpath("events").glob("httppms-*.json"))
+
+
+@pytest.mark.parametrize("name", SAMPLE_EVENTS)
+def test_every_sample_httppms_event_is_served_once_signed_for_now(deployment: Deployment, name: str) -> None:
+    """The events/ samples carry the spec's 2015 token; re-signed for the current time they must pass."""
+    import re
+
+    from pms_connector.auth import md5_stamp, md5_token
+    from tests.conftest import local_stamp
+
+    event = load_event(name)
+    stamp = local_stamp()
+    token = md5_token("pmslink", md5_stamp(stamp), "demo-password")
+    event["body"] = re.sub(r"2015-01-01T10:11:12", stamp, event["body"], count=1)
+    event["body"] = event["body"].replace("61e7c7371170a948eaf63fa578840025", token)
+    event["body"] = event["body"].replace('"b-example"', "null")  # no batch is open in a fresh queue
+    response = deployment.invoke(HTTPPMS, event)
+    assert response["statusCode"] == 200, response["body"]
+    expected = "207" if "checkout" in name else "0"
+    assert re.search(rf'"code":{expected}\b|<code>{expected}</code>', response["body"]), response["body"]
+
+
+def test_guest_data_and_secrets_never_reach_the_logs(deployment: Deployment, capsys: pytest.CaptureFixture[str],
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    guest = {"uid": "g1", "main": True, "name": "Zacarías", "surname": "Quiñones-Oyelaran", "language": "es",
+             "email": "zq@example.org", "mobile": "+34600111222", "passport": "PX9988776",
+             "identity_card": "X1234567Z"}
+    booking = {"datetime": "2026-01-01T10:00:00", "action": "BOOKING", "booking_uid": "bk-pii", "status": "checkin",
+               "room": "101", "arrival": "2026-01-01T10:00:00", "departure": "2026-01-03T10:00:00",
+               "GUEST_LIST": [guest]}
+    ingest(deployment, booking)
+    get_request(deployment)
+    deployment.invoke(INGEST, ingest_event("demo-hotel", {**booking, "GUEST_LIST": [{**guest, "language": "xx1"}]}))
+    deployment.invoke(HTTPPMS, httppms_event(signed({"action": "MSGTXT", "property": "demo-hotel", "room": "101",
+                                                      "text": "Zacarías needs PX9988776"})))
+    deployment.invoke(HTTPPMS, httppms_event(signed({"action": "GET_REQUEST", "property": "demo-hotel"},
+                                                     password="demo-password-WRONG")))
+    logged = capsys.readouterr().out + capsys.readouterr().err + caplog.text
+    assert "get_request answered" in logged  # the logs were captured
+    for secret in ("Zacarías", "Quiñones", "zq@example.org", "+34600111222", "PX9988776", "X1234567Z",
+                   "demo-password", "demo-ingest-key-0123456789abcdef"):
+        assert secret not in logged
+
+
+def test_a_property_added_or_changed_in_ssm_is_live_without_redeploy(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.conftest import reset_caches
+
+    monkeypatch.setenv("CONFIG_CACHE_SECONDS", "0")  # the cache time, shortened for the test
+    reset_caches()
+    doc = {"id": "new-inn", "name": "New Inn", "timezone": "UTC", "ingest": {"api_key": "new-inn-ingest-key-000000"},
+           "httppms": {"auth": "token", "token": "first-token-1234"}}
+    request = {"datetime": "2026-01-01T10:00:00", "action": "GET_REQUEST", "property": "new-inn"}
+    deployment.add_property(doc)
+    assert deployment.invoke(HTTPPMS, httppms_event({**request, "usertoken": "first-token-1234"}))["statusCode"] == 200
+
+    deployment.add_property({**doc, "httppms": {"auth": "token", "token": "rotated-token-5678"}})
+    assert deployment.invoke(HTTPPMS, httppms_event({**request, "usertoken": "first-token-1234"}))["statusCode"] == 401
+    assert deployment.invoke(HTTPPMS, httppms_event({**request, "usertoken": "rotated-token-5678"}))["statusCode"] == 200

@@ -155,3 +155,20 @@ def test_an_unknown_route_is_a_json_404(deployment: Deployment) -> None:
     response = deployment.invoke(INGEST, http_event("GET", "/pms/demo-hotel/nothing"))
     assert response["statusCode"] == 404
     json.loads(response["body"])
+
+
+def test_a_deeply_nested_body_is_a_400_not_a_crash(deployment: Deployment) -> None:
+    response = deployment.invoke(INGEST, ingest_event("demo-hotel", None, raw_body="[" * 200_000 + "]" * 200_000))
+    assert response["statusCode"] in (400, 413)
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "²", "1e3", "101"])
+def test_bad_inbound_paging_parameters_name_the_parameter(deployment: Deployment, value: str) -> None:
+    from tests.helpers import http_event
+
+    event = http_event("GET", "/pms/demo-hotel/inbound", route="/pms/{property}/inbound",
+                       path_parameters={"property": "demo-hotel"}, query={"limit": value},
+                       headers={"authorization": f"Bearer {DEMO_INGEST_KEY}"})
+    response = deployment.invoke(INGEST, event)
+    assert response["statusCode"] == 400
+    assert "limit" in answer(response)["error"]
