@@ -497,9 +497,13 @@ def test_a_property_added_or_changed_in_ssm_is_live_without_redeploy(
     doc = {"id": "new-inn", "name": "New Inn", "timezone": "UTC", "ingest": {"api_key": "new-inn-ingest-key-000000"},
            "httppms": {"auth": "token", "token": "first-token-1234"}}
     request = {"datetime": "2026-01-01T10:00:00", "action": "GET_REQUEST", "property": "new-inn"}
+
+    def status(token: str) -> int:
+        return int(deployment.invoke(HTTPPMS, httppms_event({**request, "usertoken": token}))["statusCode"])
+
     deployment.add_property(doc)
-    assert deployment.invoke(HTTPPMS, httppms_event({**request, "usertoken": "first-token-1234"}))["statusCode"] == 200
+    assert status("first-token-1234") == 200
 
     deployment.add_property({**doc, "httppms": {"auth": "token", "token": "rotated-token-5678"}})
-    assert deployment.invoke(HTTPPMS, httppms_event({**request, "usertoken": "first-token-1234"}))["statusCode"] == 401
-    assert deployment.invoke(HTTPPMS, httppms_event({**request, "usertoken": "rotated-token-5678"}))["statusCode"] == 200
+    assert status("first-token-1234") == 401
+    assert status("rotated-token-5678") == 200
