@@ -20,16 +20,36 @@ _ids = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def table() -> Iterator[str]:
+def aws() -> Iterator[None]:
     from moto import mock_aws
 
-    from pms_connector.local.provision import create_resources
-    from pms_connector.local.template import Template
-    from tests.conftest import TEMPLATE
-
     with mock_aws():
-        names = create_resources(Template(TEMPLATE))
-        yield names["ConnectorTable"]
+        yield
+
+
+@pytest.fixture
+def table(aws: None) -> TableFactory:
+    return TableFactory()
+
+
+class TableFactory:
+    """A fresh copy of the template's table per use: moto deep-copies a whole table on every transaction,
+    so one table shared by hundreds of examples would make each example slower than the last."""
+
+    def __call__(self) -> str:
+        import boto3
+
+        from pms_connector.local.template import Template
+        from tests.conftest import TEMPLATE
+
+        args = next(iter(Template(TEMPLATE).table_definitions().values()))
+        name = f"fifo-{next(_ids)}"
+        client = boto3.client("dynamodb")
+        for old in client.list_tables()["TableNames"]:
+            if old.startswith("fifo-"):
+                client.delete_table(TableName=old)
+        client.create_table(**{**args, "TableName": name})
+        return name
 
 
 def fresh_property() -> str:
@@ -51,13 +71,13 @@ OPS = st.lists(
     ),
     max_size=25,
 )
-HYPOTHESIS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+HYPOTHESIS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @HYPOTHESIS
 @given(ops=OPS)
-def test_remove_delivery_matches_a_simple_queue(table: str, ops: list[tuple[str, int]]) -> None:
-    store, pid = ConnectorStore(table), fresh_property()
+def test_remove_delivery_matches_a_simple_queue(table: TableFactory, ops: list[tuple[str, int]]) -> None:
+    store, pid = ConnectorStore(table()), fresh_property()
     model: list[int] = []  # what is still pending, oldest first
     delivered: list[int] = []
     counter = itertools.count(1)
@@ -78,10 +98,10 @@ def test_remove_delivery_matches_a_simple_queue(table: str, ops: list[tuple[str,
 @HYPOTHESIS
 @given(ops=OPS, drops=st.lists(st.booleans(), min_size=30, max_size=30))
 def test_confirm_delivery_loses_nothing_when_answers_are_lost(
-    table: str, ops: list[tuple[str, int]], drops: list[bool]
+    table: TableFactory, ops: list[tuple[str, int]], drops: list[bool]
 ) -> None:
     """A client that loses some answers (never confirms them) still gets every record, in order, once confirmed."""
-    store, pid = ConnectorStore(table), fresh_property()
+    store, pid = ConnectorStore(table()), fresh_property()
     counter = itertools.count(1)
     confirmed: list[int] = []
     last_seen: fifo.Delivery | None = None  # the last answer the client actually received
@@ -112,8 +132,8 @@ def test_confirm_delivery_loses_nothing_when_answers_are_lost(
     assert confirmed == list(range(1, next(counter)))
 
 
-def test_a_batch_is_answered_again_until_confirmed(table: str) -> None:
-    store, pid = ConnectorStore(table), fresh_property()
+def test_a_batch_is_answered_again_until_confirmed(table: TableFactory) -> None:
+    store, pid = ConnectorStore(table()), fresh_property()
     store.append_fifo(pid, [record(i) for i in range(1, 6)], retention_seconds=3600)
     first = fifo.get_request(store, pid, mode="confirm", confirm=None, now=time.time(), limit=3)
     again = fifo.get_request(store, pid, mode="confirm", confirm=None, now=time.time(), limit=3)
@@ -124,17 +144,17 @@ def test_a_batch_is_answered_again_until_confirmed(table: str) -> None:
     assert received(nxt) == [4, 5]
 
 
-def test_replay_delivers_archived_records_again(table: str) -> None:
-    store, pid = ConnectorStore(table), fresh_property()
+def test_replay_delivers_archived_records_again(table: TableFactory) -> None:
+    store, pid = ConnectorStore(table()), fresh_property()
     store.append_fifo(pid, [record(i) for i in range(1, 6)], retention_seconds=3600)
     assert received(fifo.get_request(store, pid, mode="remove", confirm=None, now=time.time())) == [1, 2, 3, 4, 5]
     fifo.replay(store, pid, from_seq=3)
     assert received(fifo.get_request(store, pid, mode="remove", confirm=None, now=time.time())) == [3, 4, 5]
 
 
-def test_expired_records_are_passed_over_not_delivered(table: str) -> None:
+def test_expired_records_are_passed_over_not_delivered(table: TableFactory) -> None:
     now = time.time()
-    store, pid = ConnectorStore(table, clock=lambda: now), fresh_property()
+    store, pid = ConnectorStore(table(), clock=lambda: now), fresh_property()
     store.append_fifo(pid, [record(1), record(2)], retention_seconds=60)
     store.append_fifo(pid, [record(3)], retention_seconds=3600)
     later = now + 120
