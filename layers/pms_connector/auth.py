@@ -124,6 +124,24 @@ def local_now(zone: ZoneInfo, now: datetime | None = None) -> str:
     return moment.astimezone(zone).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def sign_request(prop: PropertyConfig, body: Mapping[str, object], now: datetime | None = None
+                 ) -> tuple[dict[str, object], str | None]:
+    """A request as pmslink would send it to this property now: the body with datetime and credentials,
+    and the Authorization header for basic auth (None otherwise). For tools and demos, not the server."""
+    signed: dict[str, object] = {"datetime": local_now(prop.zone, now), **body, "property": prop.id}
+    settings = prop.httppms
+    if settings.auth == "md5" and settings.user and settings.password:
+        signed["user"] = settings.user
+        stamp = md5_stamp(str(signed["datetime"]))
+        signed["usertoken"] = md5_token(settings.user, stamp, settings.password.get_secret_value())
+    elif settings.auth == "token" and settings.token:
+        signed["usertoken"] = settings.token.get_secret_value()
+    elif settings.user and settings.password:
+        credentials = f"{settings.user}:{settings.password.get_secret_value()}".encode()
+        return signed, "Basic " + base64.b64encode(credentials).decode("ascii")
+    return signed, None
+
+
 def check_ingest_key(prop: PropertyConfig | None, authorization: str | None) -> None:
     """``Authorization: Bearer <api_key>`` for the PMS ingest API; unknown property reads the same."""
     scheme, _, key = (authorization or "").partition(" ")
@@ -139,4 +157,5 @@ __all__ = [
     "local_now",
     "md5_stamp",
     "md5_token",
+    "sign_request",
 ]

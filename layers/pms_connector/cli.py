@@ -18,7 +18,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from pms_connector.errors import ConfigError
 
@@ -116,23 +115,16 @@ def _config_push(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from pms_connector.auth import local_now, md5_stamp, md5_token
+    from pms_connector.auth import sign_request
     from pms_connector.config import load_properties_file
 
     prop = load_properties_file(args.properties).get(args.property_id)
     if prop is None:
         print(f"error: no property '{args.property_id}' in {args.properties}", file=sys.stderr)
         return 2
-    stamp = local_now(prop.zone)
-    body: dict[str, Any] = {"datetime": stamp, "action": args.action, "property": prop.id}
-    settings = prop.httppms
-    if settings.auth == "md5" and settings.user and settings.password:
-        body["user"] = settings.user
-        body["usertoken"] = md5_token(settings.user, md5_stamp(stamp), settings.password.get_secret_value())
-    elif settings.auth == "token" and settings.token:
-        body["usertoken"] = settings.token.get_secret_value()
-    else:
-        print("# basic auth: send this body with -u USER:PASSWORD", file=sys.stderr)
+    body, authorization = sign_request(prop, {"action": args.action})
+    if authorization:
+        print(f"# basic auth: send this body with the header 'Authorization: {authorization}'", file=sys.stderr)
     print(json.dumps(body))
     return 0
 

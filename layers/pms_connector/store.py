@@ -400,26 +400,13 @@ class ConnectorStore:
         raise StorageBusy("storage busy: too many concurrent writers, retry later")
 
     def _tail(self, pk: str) -> int:
-        page = self._call(
-            "Query",
-            lambda: self.client.query(
-                TableName=self.table,
-                KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
-                ExpressionAttributeValues={
-                    ":pk": _s(pk),
-                    ":lo": _s(seq_key(0)),
-                    ":hi": _s(seq_key(MAX_SEQ)),
-                },
-                ScanIndexForward=False,
-                Limit=1,
-                ConsistentRead=True,
-                ProjectionExpression="sk",
-            ),
-        )
-        items = page.get("Items", [])
+        items = self._query_range(pk, 0, MAX_SEQ, 1, newest_first=True)
         return int(items[0]["sk"]["S"]) if items else 0
 
-    def _query_range(self, pk: str, lo: int, hi: int, limit: int) -> list[dict[str, Any]]:
+    def _query_range(
+        self, pk: str, lo: int, hi: int, limit: int, *, newest_first: bool = False
+    ) -> list[dict[str, Any]]:
+        """Log items with lo <= seq <= hi (strongly consistent), oldest first unless ``newest_first``."""
         if lo > hi:
             return []
         page = self._call(
@@ -432,6 +419,7 @@ class ConnectorStore:
                     ":lo": _s(seq_key(lo)),
                     ":hi": _s(seq_key(hi)),
                 },
+                ScanIndexForward=not newest_first,
                 Limit=limit,
                 ConsistentRead=True,
             ),

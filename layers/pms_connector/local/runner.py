@@ -280,7 +280,7 @@ def running(properties_path: str | Path, *, template_path: str | Path | None = N
 
 def usage(url: str, properties: Mapping[str, PropertyConfig], now: datetime | None = None) -> str:
     """Ready-to-paste curl commands for each property, with valid credentials for the current time."""
-    from pms_connector.auth import local_now, md5_stamp, md5_token
+    from pms_connector.auth import local_now, sign_request
 
     lines = [f"pms-connector is running on {url}", ""]
     for prop in properties.values():
@@ -290,16 +290,9 @@ def usage(url: str, properties: Mapping[str, PropertyConfig], now: datetime | No
                   "account": "1001", "arrival": stamp, "departure": stamp,
                   "GUEST_LIST": [{"uid": "g1", "main": True, "name": "Ana", "surname": "García",
                                   "language": "es"}]}
-        get_request: dict[str, Any] = {"datetime": stamp, "action": "GET_REQUEST", "property": prop.id}
-        auth_args = ""
+        get_request, authorization = sign_request(prop, {"action": "GET_REQUEST"}, now)
+        auth_args = f" -H {shlex.quote('Authorization: ' + authorization)}" if authorization else ""
         settings = prop.httppms
-        if settings.auth == "md5" and settings.user and settings.password:
-            get_request["user"] = settings.user
-            get_request["usertoken"] = md5_token(settings.user, md5_stamp(stamp), settings.password.get_secret_value())
-        elif settings.auth == "token" and settings.token:
-            get_request["usertoken"] = settings.token.get_secret_value()
-        elif settings.user and settings.password:
-            auth_args = f" -u {shlex.quote(settings.user + ':' + settings.password.get_secret_value())}"
         key = prop.ingest.api_key.get_secret_value()
         lines += [
             f"# {prop.name} ({prop.id}, {prop.timezone}, auth {settings.auth}, delivery {settings.delivery})",
