@@ -35,6 +35,8 @@ SECRET_FIELDS: tuple[tuple[str, str], ...] = (
     ("httppms", "password"),
     ("httppms", "token"),
     ("ingest", "api_key"),
+    ("ucm", "api_password"),
+    ("ucm", "pms_password"),
 )
 
 
@@ -98,6 +100,35 @@ class BillingSettings(_Section):
     charge_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
 
 
+class UcmSettings(_Section):
+    """How to reach and program the property's Grandstream UCM through its PMS API (HTTPS, old API)."""
+
+    base_url: Annotated[str, StringConstraints(pattern=r"^https?://[^/\s]+$")]  # https://10.1.2.3:8089
+    # HTTPS API Settings (Old): the Digest user of the connection.
+    api_user: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    api_password: SecretStr
+    # PMS > Basic Settings: token = MD5(pms_user + pms_password).
+    pms_user: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    pms_password: SecretStr
+    token_case: Literal["upper", "lower"] = "upper"  # noqa: S105 - a letter case, not a secret
+    ca_pem: str | None = None  # PEM of the CA (or self-signed certificate) the UCM's certificate chains to
+    verify_tls: bool = True  # false is an explicit, logged choice
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=30)] = 3.0
+    read_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 8.0
+    date_format: str = "%Y/%m/%d %H:%M"  # the guide's check-in example; "%Y%m%d" as in its update example
+    name_max_length: Annotated[int, Field(ge=1, le=128)] = 32
+    cos_map: dict[str, Annotated[int, Field(ge=1, le=4)]] = {}  # cos_pbx -> UCM call permission 1..4
+    cos_checkin: Annotated[int, Field(ge=1, le=4)] = 4  # checking in removes all restrictions (spec default)
+    language_map: dict[str, str] = {}  # ISO 639-1 -> UCM language code (default: upper case, "en" -> "EN")
+    rooms: dict[str, str] = {}  # room -> UCM address/extension (default: the room itself)
+    send_cidnumber: bool = False
+    send_credit: bool = False
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 8  # then the command is parked
+
+    def address(self, room: str) -> str:
+        return self.rooms.get(room, room)
+
+
 class PropertyConfig(_Section):
     id: Annotated[str, StringConstraints(pattern=PROPERTY_ID_PATTERN)]
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -106,6 +137,7 @@ class PropertyConfig(_Section):
     ingest: IngestSettings
     checkout: CheckoutSettings = CheckoutSettings()
     billing: BillingSettings = BillingSettings()
+    ucm: UcmSettings | None = None  # without it the property has no PBX to program
 
     @property
     def zone(self) -> ZoneInfo:
@@ -191,7 +223,7 @@ def split_secrets(config: PropertyConfig) -> tuple[dict[str, Any], dict[str, Any
     public = config.model_dump(mode="json", exclude_none=True)
     secrets: dict[str, Any] = {}
     for section, key in SECRET_FIELDS:
-        value = getattr(getattr(config, section), key)
+        value = getattr(getattr(config, section) or object(), key, None)
         public.get(section, {}).pop(key, None)
         if value is not None:
             secrets.setdefault(section, {})[key] = value.get_secret_value()

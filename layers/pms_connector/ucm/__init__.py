@@ -1,0 +1,1 @@
+"""Grandstream UCM PMS API: commands, client and (for tests and local mode) a simulator."""
