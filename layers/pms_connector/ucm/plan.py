@@ -82,6 +82,8 @@ class Planner:
     changed_bookings: set[str] = field(default_factory=set)
     changed_rooms: set[str] = field(default_factory=set)
     commands: list[Command] = field(default_factory=list)
+    # index in ``commands`` -> checkin fields to send instead when the UCM answers "not checked in" (mov)
+    fallbacks: dict[int, dict[str, str]] = field(default_factory=dict)
 
     # --- state access ------------------------------------------------------------------------------
 
@@ -163,6 +165,8 @@ class Planner:
             assert shown is not None
             self._send("mov", {"address": self._address(old_name), "room": old_name,
                                "d_address": self._address(new_name), "d_room": new_name})
+            if self.ucm is not None:
+                self.fallbacks[len(self.commands) - 1] = display
             moved_display = {**shown.display, "address": display["address"], "room": new_name}
             if moved_display != display:
                 self._send("update", display)

@@ -1,0 +1,194 @@
+"""Works through one property's UCM outbox strictly in sequence order, under a lease.
+
+A trigger (the outbox write's stream record, or the sweeper) only says "look": the outbox is the truth, so a
+duplicated trigger finds the lease taken or nothing due, and a lost one is caught by the next sweep.
+
+Per command, by the UCM's answer (ucm/client.py classifies the codes as DESIGN.md says):
+- ok: done, next command.
+- reconcile: 19 on checkin → send ``update`` with the same fields; 20 on update → send ``checkin``; 20 on mov →
+  ``checkin`` at the destination (the command's fallback); the follow-up's answer decides.
+- shorten (25/26): names shortened to the configured limit (never dropped) and resent once.
+- retry (22, timeouts, connection errors, HTTP 5xx): the head waits with exponential backoff (capped) and
+  nothing behind it is sent (a checkout never overtakes its check-in); after ``ucm.max_attempts`` it is parked.
+- park (24, address and format errors): kept, visible, alarmed; the property's later commands go on.
+- hold (16, 21: credentials or PMS API disabled): stop sending to the site, alarm, probe again later.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pms_connector.observability import logger, metrics
+from pms_connector.outbox import OutboxCommand, OutboxStore
+
+if TYPE_CHECKING:
+    from pms_connector.config import PropertyConfig
+    from pms_connector.ucm.client import UcmClient, UcmReply
+
+LEASE_SECONDS = 60
+BATCH = 10
+BACKOFF_BASE_SECONDS = 5
+BACKOFF_CAP_SECONDS = 900
+HOLD_PROBE_SECONDS = 300
+SAFETY_MARGIN_MS = 3_000
+
+
+@dataclass
+class DispatchResult:
+    sent: int = 0
+    ok: int = 0
+    retried: int = 0
+    parked: int = 0
+    held: bool = False
+    busy: bool = False  # another dispatcher holds the lease
+    next_due: int | None = None
+    outcomes: list[str] = field(default_factory=list)
+
+
+def backoff_seconds(attempts: int) -> int:
+    """5 s, 10 s, 20 s … capped at 15 min, with up to 20 % jitter so sites that failed together spread out."""
+    base = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return int(base * (1 + random.uniform(0, 0.2)))  # noqa: S311 - jitter, not crypto
+
+
+def dispatch_property(
+    store: OutboxStore,
+    prop: PropertyConfig,
+    client: UcmClient,
+    *,
+    owner: str,
+    clock: Callable[[], float] = time.time,
+    remaining_ms: Callable[[], int] = lambda: 60_000,
+) -> DispatchResult:
+    """Send the property's due commands in order until none is due, time runs short, or the site is held."""
+    from pms_connector.ucm.commands import command_from_dict, with_short_names
+
+    result = DispatchResult()
+    ucm = prop.ucm
+    if ucm is None:
+        return result
+    now = int(clock())
+    meta = store.acquire(prop.id, owner, now=now, lease_seconds=LEASE_SECONDS)
+    if meta is None:
+        result.busy = True
+        return result
+    done = meta.done_up_to
+    probing = meta.held_until > 0
+    if meta.held_until > now:
+        store.release(prop.id, owner)
+        result.held, result.next_due = True, meta.held_until
+        return result
+    while True:
+        batch = store.pending(prop.id, after=done, limit=BATCH)
+        if not batch:
+            store.release(prop.id, owner)
+            store.clear_due(prop.id, done)
+            return result
+        for position, command in enumerate(batch):
+            now = int(clock())
+            if command.next_attempt_at > now:
+                store.release(prop.id, owner)
+                store.set_due(prop.id, command.next_attempt_at, batch[-1].seq)
+                result.next_due = command.next_attempt_at
+                return result
+            if remaining_ms() < SAFETY_MARGIN_MS + int(ucm.read_timeout_seconds * 1000):
+                store.release(prop.id, owner)
+                store.set_due(prop.id, now, batch[-1].seq)
+                result.next_due = now
+                return result
+            # The last command the query knows of: finishing it may let the lease go in the same call.
+            last_known = position == len(batch) - 1 and len(batch) < BATCH
+            reply = _send_reconciled(client, command, command_from_dict, with_short_names,
+                                     ucm.name_max_length, remaining_ms)
+            result.sent += 1
+            result.outcomes.append(reply.outcome)
+            _observe(prop.id, command, reply)
+            if reply.outcome == "ok":
+                done, result.ok = command.seq, result.ok + 1
+                if last_known and not probing and store.finish(prop.id, owner, done):
+                    return result  # the common case: 3 AWS calls for the whole invocation
+                store.complete(prop.id, owner, done, release=False, clear_hold=probing)
+                probing = False
+                continue
+            if reply.outcome == "hold":
+                until = now + HOLD_PROBE_SECONDS
+                store.hold(prop.id, owner, until=until, reason=f"[{reply.code}] {reply.text}")
+                store.set_due(prop.id, until, batch[-1].seq)
+                logger.error("ucm site held", extra={"code": reply.code, "seq": command.seq})
+                metrics.add_metric(name="UcmSiteHeld", unit="Count", value=1)
+                result.held, result.next_due = True, until
+                return result
+            attempts = command.attempts + 1
+            if reply.outcome == "retry" and attempts < ucm.max_attempts:
+                next_at = now + backoff_seconds(attempts)
+                store.reschedule(prop.id, command, next_attempt_at=next_at, error=_error(reply))
+                store.release(prop.id, owner)
+                store.set_due(prop.id, next_at, batch[-1].seq)
+                result.retried, result.next_due = result.retried + 1, next_at
+                return result
+            # park: a code retrying cannot fix, or out of attempts
+            store.park(prop.id, owner, command, _error(reply), release=False)
+            logger.error("ucm command parked", extra={"seq": command.seq, "action": command.action,
+                                                      "code": reply.code, "attempts": attempts})
+            metrics.add_metric(name="UcmCommandParked", unit="Count", value=1)
+            done, result.parked = command.seq, result.parked + 1
+
+
+def _send_reconciled(
+    client: UcmClient,
+    command: OutboxCommand,
+    from_dict: Callable[..., object],
+    shorten: Callable[..., object],
+    name_limit: int,
+    remaining_ms: Callable[[], int],
+) -> UcmReply:
+    """Send one outbox command, then the follow-ups its answer calls for (reconcile, shorter names)."""
+    from pms_connector.ucm.client import UcmReply
+
+    try:
+        ucm_command = from_dict(command.action, command.fields)
+    except ValueError as exc:  # a stored command this version cannot send: park it, do not block the site
+        return UcmReply(code=None, text=f"unsendable command: {exc}", outcome="park", http_status=None)
+    reply = client.send(ucm_command, timeout_s=_timeout(remaining_ms))  # type: ignore[arg-type]
+    # 25/26: the UCM's name limit is below the configured one. Shorter and shorter, never empty.
+    for limit in (name_limit, 24, 16, 10, 6):
+        if reply.outcome != "shorten" or limit > name_limit:
+            continue
+        ucm_command = shorten(ucm_command, limit)
+        reply = client.send(ucm_command, timeout_s=_timeout(remaining_ms))  # type: ignore[arg-type]
+    if reply.outcome != "reconcile":
+        return reply
+    if command.action == "checkin":  # 19: already checked in → the data is sent as an update
+        follow_up = from_dict("update", command.fields)
+    elif command.action == "update":  # 20: not checked in → check in with the same data
+        follow_up = from_dict("checkin", command.fields)
+    elif command.action == "mov" and command.fallback:  # 20: the source is empty → check in at the destination
+        follow_up = from_dict("checkin", command.fallback)
+    else:
+        return reply
+    logger.info("ucm reconcile", extra={"seq": command.seq, "action": command.action, "code": reply.code})
+    return client.send(follow_up, timeout_s=_timeout(remaining_ms))  # type: ignore[arg-type]
+
+
+def _timeout(remaining_ms: Callable[[], int]) -> float:
+    return max(1.0, (remaining_ms() - SAFETY_MARGIN_MS) / 1000)
+
+
+def _error(reply: UcmReply) -> str:
+    code = "" if reply.code is None else f"[{reply.code}] "
+    status = f" (HTTP {reply.http_status})" if reply.http_status and reply.http_status != 200 else ""
+    return f"{code}{reply.text}{status}".strip()
+
+
+def _observe(property_id: str, command: OutboxCommand, reply: UcmReply) -> None:
+    name = {"ok": "UcmCommandOk", "retry": "UcmCommandRetried"}.get(reply.outcome)
+    if name:
+        metrics.add_metric(name=name, unit="Count", value=1)
+    logger.info("ucm command answered", extra={"property": property_id, "seq": command.seq,
+                                                "action": command.action, "code": reply.code,
+                                                "outcome": reply.outcome, "attempt": command.attempts + 1,
+                                                "correlation": command.correlation_id})

@@ -1,0 +1,270 @@
+"""DynamoDB adapter for the per-property UCM outbox: commands in sequence order, a lease, a done cursor.
+
+| item             | pk                 | sk              | holds                                               |
+|------------------|--------------------|-----------------|-----------------------------------------------------|
+| command          | ``{pid}#outbox``   | seq, 12 digits  | action, fields (JSON), attempts, next attempt, status |
+| outbox meta      | ``{pid}#meta``     | ``outbox``      | done_up_to, lease_owner, lease_until, held_until     |
+| due marker       | ``due``            | ``{pid}``       | next_due, last_seq (sparse: only properties with work) |
+
+Every command up to ``done_up_to`` is finished (sent, or parked and marked so). The dispatcher takes the
+lease with one conditional update that also returns the meta, reads the next commands with one query and
+moves ``done_up_to`` with one update per command: 3 AWS calls for a single command. The due markers are
+one partition, so a sweep over any number of idle properties is one query.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from pms_connector.store import MAX_SEQ, ConnectorStore, _n, _s, dumps, seq_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
+
+DUE_PK = "due"
+COMMAND_RETENTION_SECONDS = 14 * 86_400  # commands hold guest names: they expire (TTL) two weeks after
+
+
+@dataclass(frozen=True)
+class OutboxCommand:
+    seq: int
+    action: str
+    fields: dict[str, str]
+    fallback: dict[str, str] | None
+    attempts: int
+    next_attempt_at: int
+    status: str  # pending | parked
+    last_error: str | None
+    correlation_id: str | None
+
+
+@dataclass(frozen=True)
+class OutboxMeta:
+    done_up_to: int = 0
+    held_until: int = 0
+    hold_reason: str | None = None
+
+
+class LeaseLost(Exception):
+    """Another dispatcher holds (or took over) this property's lease."""
+
+
+class OutboxStore(ConnectorStore):
+    """Outbox operations; shares the table and the error mapping of ConnectorStore."""
+
+    # --- writing commands ------------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        property_id: str,
+        commands: Sequence[tuple[str, Mapping[str, str]]],
+        *,
+        fallbacks: Mapping[int, Mapping[str, str]] | None = None,
+        correlation_id: str | None = None,
+    ) -> list[int]:
+        """Append commands in order, with the property's due marker, in one transaction."""
+        if not commands:
+            return []
+        now = int(self._clock())
+        payloads = []
+        for index, (action, fields) in enumerate(commands):
+            item = {
+                "action": _s(action),
+                "fields": _s(dumps(dict(fields))),
+                "attempts": _n(0),
+                "next_attempt_at": _n(now),
+                "status": _s("pending"),
+                "created_at": _n(now),
+                "expires_at": _n(now + COMMAND_RETENTION_SECONDS),
+            }
+            if fallbacks and index in fallbacks:
+                item["fallback"] = _s(dumps(dict(fallbacks[index])))
+            if correlation_id:
+                item["correlation_id"] = _s(correlation_id)
+            payloads.append(item)
+
+        def marker(first_seq: int) -> list[TransactWriteItemTypeDef]:
+            return [self.due_marker_put(property_id, now, first_seq + len(commands) - 1)]
+
+        return self._append(f"{property_id}#outbox", payloads, extra=marker)
+
+    def due_marker_put(self, property_id: str, next_due: int, last_seq: int) -> TransactWriteItemTypeDef:
+        return {"Put": {"TableName": self.table, "Item": {
+            "pk": _s(DUE_PK), "sk": _s(property_id), "next_due": _n(next_due), "last_seq": _n(last_seq)}}}
+
+    # --- the dispatcher's lease and cursor -----------------------------------------------------------
+
+    def acquire(self, property_id: str, owner: str, *, now: int, lease_seconds: int) -> OutboxMeta | None:
+        """Take the property's lease (free, expired or already ours); None when someone else holds it."""
+        try:
+            result = self._call("UpdateItem", lambda: self.client.update_item(
+                TableName=self.table,
+                Key=self._meta_key(property_id),
+                UpdateExpression="SET lease_owner = :owner, lease_until = :until",
+                ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner",
+                ExpressionAttributeValues={":owner": _s(owner), ":until": _n(now + lease_seconds), ":now": _n(now)},
+                ReturnValues="ALL_NEW",
+            ))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        item = result["Attributes"]
+        return OutboxMeta(
+            done_up_to=int(item["done_up_to"]["N"]) if "done_up_to" in item else 0,
+            held_until=int(item["held_until"]["N"]) if "held_until" in item else 0,
+            hold_reason=item["hold_reason"]["S"] if "hold_reason" in item else None,
+        )
+
+    def pending(self, property_id: str, *, after: int, limit: int) -> list[OutboxCommand]:
+        items = self._query_range(f"{property_id}#outbox", after + 1, MAX_SEQ, limit)
+        return [_command(item) for item in items]
+
+    def complete(self, property_id: str, owner: str, seq: int, *, release: bool, clear_hold: bool = False) -> None:
+        """Mark every command up to ``seq`` finished (under our lease); optionally let the lease go."""
+        removes = ["lease_owner", "lease_until"] if release else []
+        if clear_hold:
+            removes += ["held_until", "hold_reason"]
+        self._update_meta(property_id, owner, "SET done_up_to = :seq" + _remove(removes), {":seq": _n(seq)},
+                          extra_condition="(attribute_not_exists(done_up_to) OR done_up_to < :seq)")
+
+    def finish(self, property_id: str, owner: str, seq: int) -> bool:
+        """Mark up to ``seq`` finished, let the lease go and drop the due marker, in one call.
+
+        False (and only the cursor moved, lease kept) when commands were enqueued after ``seq`` meanwhile.
+        """
+        meta = self._meta_update(property_id, owner, "SET done_up_to = :seq REMOVE lease_owner, lease_until",
+                                 {":seq": _n(seq)})
+        transaction: list[TransactWriteItemTypeDef] = [
+            {"Update": meta},  # type: ignore[typeddict-item]
+            {"Delete": {"TableName": self.table, "Key": {"pk": _s(DUE_PK), "sk": _s(property_id)},
+                        "ConditionExpression": "attribute_not_exists(pk) OR last_seq <= :done",
+                        "ExpressionAttributeValues": {":done": _n(seq)}}},
+        ]
+        try:
+            self._call("TransactWriteItems", lambda: self.client.transact_write_items(TransactItems=transaction))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "TransactionCanceledException":
+                raise
+            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                raise LeaseLost(property_id) from exc
+            self.complete(property_id, owner, seq, release=False)
+            return False
+        return True
+
+    def park(self, property_id: str, owner: str, command: OutboxCommand, error: str, *, release: bool) -> None:
+        """Keep the command, visible as parked, and let the property's later commands go on."""
+        meta_update = self._meta_update(property_id, owner, "SET done_up_to = :seq" + _remove(
+            ["lease_owner", "lease_until"] if release else []), {":seq": _n(command.seq)})
+        transaction: list[TransactWriteItemTypeDef] = [
+            {"Update": {
+                "TableName": self.table,
+                "Key": {"pk": _s(f"{property_id}#outbox"), "sk": _s(seq_key(command.seq))},
+                "UpdateExpression": "SET #status = :parked, last_error = :error, attempts = :attempts",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":parked": _s("parked"), ":error": _s(error[:500]),
+                                              ":attempts": _n(command.attempts + 1)},
+            }},
+            {"Update": meta_update},  # type: ignore[typeddict-item]
+        ]
+        self._transact(transaction)
+
+    def reschedule(self, property_id: str, command: OutboxCommand, *, next_attempt_at: int, error: str) -> None:
+        self._call("UpdateItem", lambda: self.client.update_item(
+            TableName=self.table,
+            Key={"pk": _s(f"{property_id}#outbox"), "sk": _s(seq_key(command.seq))},
+            UpdateExpression="SET attempts = :attempts, next_attempt_at = :next, last_error = :error",
+            ExpressionAttributeValues={":attempts": _n(command.attempts + 1), ":next": _n(next_attempt_at),
+                                       ":error": _s(error[:500])},
+        ))
+
+    def hold(self, property_id: str, owner: str, *, until: int, reason: str) -> None:
+        """Stop sending to the site until ``until`` (a misconfigured UCM); releases the lease."""
+        self._update_meta(property_id, owner, "SET held_until = :until, hold_reason = :reason"
+                          " REMOVE lease_owner, lease_until", {":until": _n(until), ":reason": _s(reason[:200])})
+
+    def release(self, property_id: str, owner: str) -> None:
+        self._update_meta(property_id, owner, "REMOVE lease_owner, lease_until", {})
+
+    def set_due(self, property_id: str, next_due: int, last_seq: int) -> None:
+        item = self.due_marker_put(property_id, next_due, last_seq)["Put"]["Item"]
+        self._call("PutItem", lambda: self.client.put_item(TableName=self.table, Item=item))
+
+    def clear_due(self, property_id: str, done_up_to: int) -> None:
+        """Forget the property's due marker, unless commands were enqueued after ``done_up_to``."""
+        try:
+            self._call("DeleteItem", lambda: self.client.delete_item(
+                TableName=self.table, Key={"pk": _s(DUE_PK), "sk": _s(property_id)},
+                ConditionExpression="last_seq <= :done", ExpressionAttributeValues={":done": _n(done_up_to)},
+            ))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    def due_properties(self, now: int) -> list[tuple[str, int]]:
+        """(property, next_due) of every property with work due by ``now``: one query for all of them."""
+        out: list[tuple[str, int]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "KeyConditionExpression": "pk = :due",
+            "FilterExpression": "next_due <= :now",
+            "ExpressionAttributeValues": {":due": _s(DUE_PK), ":now": _n(now)},
+        }
+        while True:
+            page = self._call("Query", lambda: self.client.query(**kwargs))
+            out += [(i["sk"]["S"], int(i["next_due"]["N"])) for i in page.get("Items", [])]
+            if "LastEvaluatedKey" not in page:
+                return out
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _meta_key(self, property_id: str) -> dict[str, Any]:
+        return {"pk": _s(f"{property_id}#meta"), "sk": _s("outbox")}
+
+    def _meta_update(self, property_id: str, owner: str, expression: str, values: dict[str, Any],
+                     extra_condition: str | None = None) -> dict[str, Any]:
+        condition = "lease_owner = :owner" + (f" AND {extra_condition}" if extra_condition else "")
+        return {"TableName": self.table, "Key": self._meta_key(property_id), "UpdateExpression": expression,
+                "ConditionExpression": condition, "ExpressionAttributeValues": {**values, ":owner": _s(owner)}}
+
+    def _update_meta(self, property_id: str, owner: str, expression: str, values: dict[str, Any],
+                     extra_condition: str | None = None) -> None:
+        update = self._meta_update(property_id, owner, expression, values, extra_condition)
+        try:
+            self._call("UpdateItem", lambda: self.client.update_item(**update))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                raise LeaseLost(property_id) from exc
+            raise
+
+    def _transact(self, transaction: list[TransactWriteItemTypeDef]) -> None:
+        try:
+            self._call("TransactWriteItems", lambda: self.client.transact_write_items(TransactItems=transaction))
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "TransactionCanceledException":
+                raise LeaseLost("outbox transaction cancelled") from exc
+            raise
+
+
+def _remove(names: list[str]) -> str:
+    return f" REMOVE {', '.join(names)}" if names else ""
+
+
+def _command(item: Mapping[str, Any]) -> OutboxCommand:
+    return OutboxCommand(
+        seq=int(item["sk"]["S"]),
+        action=item["action"]["S"],
+        fields=json.loads(item["fields"]["S"]),
+        fallback=json.loads(item["fallback"]["S"]) if "fallback" in item else None,
+        attempts=int(item["attempts"]["N"]),
+        next_attempt_at=int(item["next_attempt_at"]["N"]),
+        status=item["status"]["S"],
+        last_error=item["last_error"]["S"] if "last_error" in item else None,
+        correlation_id=item["correlation_id"]["S"] if "correlation_id" in item else None,
+    )
