@@ -1,4 +1,5 @@
-"""PMS ingest API: POST /pms/{property}/events and GET /pms/{property}/inbound (Bearer ingest key)."""
+"""PMS ingest API (Bearer ingest key): POST /pms/{property}/events, GET /pms/{property}/inbound,
+GET /pms/{property}/rooms and /pms/{property}/rooms/{room}."""
 
 from __future__ import annotations
 
@@ -37,6 +38,25 @@ def get_inbound(request: api.Request) -> api.Response:
     return api.json_response(200, ingest.inbound_page(api.store(), prop, after=after, limit=limit))
 
 
+def get_rooms(request: api.Request) -> api.Response:
+    from pms_connector.state import room_view
+
+    prop = _authorized(request)
+    rooms = sorted(api.store().rooms(prop.id), key=lambda r: r.room)
+    return api.json_response(200, {"rooms": [room_view(r) for r in rooms]})
+
+
+def get_room(request: api.Request) -> api.Response:
+    from pms_connector.state import room_view
+
+    prop = _authorized(request)
+    name = request.path_parameter("room")
+    room = api.store().room(prop.id, name)
+    if room is None:
+        return api.json_response(404, {"error": f"no state for room '{name[:32]}'"})
+    return api.json_response(200, room_view(room))
+
+
 def _int_param(request: api.Request, name: str, *, default: int, low: int, high: int) -> int:
     value = request.query(name)
     if value is None or value == "":
@@ -46,7 +66,12 @@ def _int_param(request: api.Request, name: str, *, default: int, low: int, high:
     return int(value)
 
 
-ROUTES = {"POST /pms/{property}/events": post_events, "GET /pms/{property}/inbound": get_inbound}
+ROUTES = {
+    "POST /pms/{property}/events": post_events,
+    "GET /pms/{property}/inbound": get_inbound,
+    "GET /pms/{property}/rooms": get_rooms,
+    "GET /pms/{property}/rooms/{room}": get_room,
+}
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)

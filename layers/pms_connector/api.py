@@ -31,7 +31,7 @@ from pms_connector.observability import logger
 if TYPE_CHECKING:
     from pms_connector.directory import ParameterStoreDirectory
     from pms_connector.httppms import Dependencies
-    from pms_connector.store import ConnectorStore
+    from pms_connector.state import StateStore
 
 HTTPPMS_MAX_BODY_BYTES = 262_144
 JSON = "application/json"
@@ -204,11 +204,11 @@ def directory() -> ParameterStoreDirectory:
 
 
 @lru_cache(maxsize=1)
-def store() -> ConnectorStore:
+def store() -> StateStore:
     from pms_connector.settings import get_settings
-    from pms_connector.store import ConnectorStore
+    from pms_connector.state import StateStore
 
-    return ConnectorStore(get_settings().table_name)
+    return StateStore(get_settings().table_name)
 
 
 @lru_cache(maxsize=1)

@@ -100,6 +100,10 @@ class BillingSettings(_Section):
     charge_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
 
 
+class PrivacySettings(_Section):
+    guest_data_days: Annotated[int, Field(ge=1, le=3650)] = 30  # booking state expires this long after checkout
+
+
 class UcmSettings(_Section):
     """How to reach and program the property's Grandstream UCM through its PMS API (HTTPS, old API)."""
 
@@ -137,6 +141,7 @@ class PropertyConfig(_Section):
     ingest: IngestSettings
     checkout: CheckoutSettings = CheckoutSettings()
     billing: BillingSettings = BillingSettings()
+    privacy: PrivacySettings = PrivacySettings()
     ucm: UcmSettings | None = None  # without it the property has no PBX to program
 
     @property

@@ -17,6 +17,7 @@ from pms_connector.config import PropertyConfig
 from pms_connector.errors import InvalidRecords, MalformedRequest
 from pms_connector.observability import logger, metrics
 from pms_connector.records import validate_pms_record
+from pms_connector.state import StateStore, TooManyItems
 from pms_connector.store import ConnectorStore, InboundEntry, dumps
 
 MAX_RECORDS = 100
@@ -64,7 +65,7 @@ def validate_records(prop: PropertyConfig, records: list[Any]) -> list[dict[str,
     return issues
 
 
-def ingest(store: ConnectorStore, prop: PropertyConfig, raw: bytes) -> IngestResult:
+def ingest(store: StateStore, prop: PropertyConfig, raw: bytes) -> IngestResult:
     """Validate and append a PMS body to the property's FIFO; InvalidRecords lists every problem."""
     records = parse_body(raw)
     issues = validate_records(prop, records)
@@ -73,10 +74,24 @@ def ingest(store: ConnectorStore, prop: PropertyConfig, raw: bytes) -> IngestRes
         raise InvalidRecords(issues)
     stamped = [record if "property" in record else {**record, "property": prop.id} for record in records]
     retention = (prop.httppms.queue_retention_days + prop.httppms.archive_days) * DAY
-    sequence = store.append_fifo(prop.id, stamped, retention_seconds=retention)
+    sequence = _append(store, prop, stamped, retention)
     metrics.add_metric(name="EventsIngested", unit="Count", value=len(sequence))
     logger.info("records ingested", extra={"records": len(sequence), "first_seq": sequence[0]})
     return IngestResult(sequence)
+
+
+def _append(store: StateStore, prop: PropertyConfig, records: list[dict[str, Any]], retention: int) -> list[int]:
+    """One transaction for the records, their state and their UCM commands; halves when that is too big.
+
+    Each half is still atomic (records with their state and commands) and the halves keep their order.
+    """
+    try:
+        return store.ingest(prop, records, retention_seconds=retention)
+    except TooManyItems:
+        if len(records) == 1:
+            raise
+        middle = len(records) // 2
+        return _append(store, prop, records[:middle], retention) + _append(store, prop, records[middle:], retention)
 
 
 def inbound_page(

@@ -2,7 +2,7 @@
 
 | item             | pk                 | sk              | holds                                               |
 |------------------|--------------------|-----------------|-----------------------------------------------------|
-| command          | ``{pid}#outbox``   | seq, 12 digits  | action, fields (JSON), attempts, next attempt, status |
+| command          | ``{pid}#outbox``   | seq, 14 digits  | action, fields (JSON), attempts, next attempt, status |
 | outbox meta      | ``{pid}#meta``     | ``outbox``      | done_up_to, lease_owner, lease_until, held_until     |
 | due marker       | ``due``            | ``{pid}``       | next_due, last_seq (sparse: only properties with work) |
 

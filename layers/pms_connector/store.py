@@ -5,9 +5,9 @@ the property id, which cannot contain ``#``, so one property's keys never reach 
 
 | item              | pk                        | sk                | holds                                    |
 |-------------------|---------------------------|-------------------|------------------------------------------|
-| FIFO record       | ``{pid}#fifo``            | seq, 12 digits    | record (JSON as received), ingested_at   |
+| FIFO record       | ``{pid}#fifo``            | seq, 14 digits    | record (JSON as received), ingested_at   |
 | delivery cursor   | ``{pid}#meta``            | ``fifo``          | delivered, version, open batch           |
-| inbound request   | ``{pid}#inbound``         | seq, 12 digits    | request without credentials, action      |
+| inbound request   | ``{pid}#inbound``         | seq, 14 digits    | request without credentials, action      |
 | request dedupe    | ``{pid}#dedupe``          | sha-256 of request| first answer, inbound seq                |
 | charge            | ``{pid}#charges#{room}``  | inbound seq       | booking/account, article, total          |
 
@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, TransactWriteItemTypeDef
 
-SEQ_WIDTH = 12
+# 14 digits: FIFO records stay far below 10**12, and each outbox command is numbered fifo_seq * 100 + k.
+SEQ_WIDTH = 14
 MAX_SEQ = 10**SEQ_WIDTH - 1
 MAX_TRANSACTION_ITEMS = 100  # DynamoDB's limit for one TransactWriteItems
 APPEND_ATTEMPTS = 6
