@@ -41,6 +41,7 @@ class OutboxCommand:
     status: str  # pending | parked
     last_error: str | None
     correlation_id: str | None
+    created_at: int = 0
 
 
 @dataclass(frozen=True)
@@ -267,4 +268,5 @@ def _command(item: Mapping[str, Any]) -> OutboxCommand:
         status=item["status"]["S"],
         last_error=item["last_error"]["S"] if "last_error" in item else None,
         correlation_id=item["correlation_id"]["S"] if "correlation_id" in item else None,
+        created_at=int(item["created_at"]["N"]) if "created_at" in item else 0,
     )

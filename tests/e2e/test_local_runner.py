@@ -81,7 +81,7 @@ def runner() -> Iterator[Runner]:
 
 def test_the_banner_prints_curl_commands_that_work(runner: Runner) -> None:
     curls = [line for line in runner.banner if line.startswith("curl ")]
-    assert len(curls) == 4  # ingest + GET_REQUEST for each of the two properties
+    assert len(curls) == 5  # ingest + GET_REQUEST for each of the two properties, the simulated UCM
     outputs = [subprocess.run(["/bin/sh", "-c", c], capture_output=True, text=True, timeout=15,
                                check=True).stdout
                for c in curls[:2]]
@@ -89,7 +89,32 @@ def test_the_banner_prints_curl_commands_that_work(runner: Runner) -> None:
     assert '"ACTION_LIST"' in outputs[1] and "García" in outputs[1]
 
 
+def test_a_check_in_shows_on_the_simulated_ucm_within_2_seconds(runner: Runner) -> None:
+    sim_line = next(line for line in runner.banner if "/state" in line and line.startswith("curl"))
+    ca, url = sim_line.split("--cacert ")[1].split(" ", 1)
+    record = {"datetime": "2026-01-01T10:00:00", "action": "BOOKING", "booking_uid": "e2e-1", "status": "checkin",
+              "room": "105", "arrival": "2026-01-01T10:00:00", "departure": "2026-01-02T10:00:00",
+              "GUEST_LIST": [{"uid": "g", "name": "Søren", "surname": "Ørsted", "language": "da"}]}
+    started = time.monotonic()
+    assert runner.ingest("demo-hotel", record).status_code == 202
+    with httpx.Client(verify=__import__("ssl").create_default_context(cafile=ca)) as sim:
+        while time.monotonic() - started < 2:
+            guest = sim.get(url).json()["rooms"]["105"]["guest"]
+            if guest:
+                break
+            time.sleep(0.05)
+    assert guest is not None, "the check-in did not reach the UCM within 2 s"
+    assert (guest["firstname"], guest["lastname"]) == ("Søren", "Ørsted")
+
+
+def drain(runner: Runner) -> None:
+    """Other tests share the runner: take what they left in demo-hotel's queue."""
+    while "ACTION_LIST" in runner.httppms(signed({"action": "GET_REQUEST", "property": "demo-hotel"})).json():
+        pass
+
+
 def test_ingest_then_get_request_round_trip(runner: Runner) -> None:
+    drain(runner)
     records = [{"datetime": "2026-01-01T10:00:00", "action": "DND", "room": str(r), "active": True}
                for r in range(1, 6)]
     accepted = runner.ingest("demo-hotel", records)
@@ -135,6 +160,7 @@ def test_unknown_routes_and_methods_are_json(runner: Runner) -> None:
 
 
 def test_concurrent_get_requests_over_http_share_nothing(runner: Runner) -> None:
+    drain(runner)
     total = 300
     for start_at in range(0, total, 100):
         records = [{"datetime": "2026-01-01T10:00:00", "action": "MSGTXT", "room": "101", "uid": str(i),

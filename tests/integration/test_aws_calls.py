@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.conftest import CallCounter, Deployment
-from tests.helpers import answer, httppms_event, ingest_event, signed
+from tests.helpers import RESORT_INGEST_KEY, answer, httppms_event, ingest_event, signed
 
 INGEST, HTTPPMS = "IngestFunction", "HttppmsFunction"
 
@@ -23,10 +23,13 @@ def warm(dep: Deployment) -> None:
 
 def test_ingest_of_99_records_costs_3_calls(deployment: Deployment, aws_calls: CallCounter) -> None:
     """Issue 2's goal was 2 (tail Query + TransactWriteItems); issue 3 keeps room/booking state in the same
-    transaction, which needs the current state first: one BatchGetItem more."""
+    transaction, which needs the current state first: one BatchGetItem more. (demo-resort has no UCM, so
+    the wake-ups imply no outbox commands that would need more items.)"""
     warm(deployment)
+    deployment.invoke(INGEST, ingest_event("demo-resort", wake(0), key=RESORT_INGEST_KEY))
     aws_calls.reset()
-    response = deployment.invoke(INGEST, ingest_event("demo-hotel", [wake(i) for i in range(99)]))
+    response = deployment.invoke(INGEST, ingest_event("demo-resort", [wake(i) for i in range(99)],
+                                                      key=RESORT_INGEST_KEY))
     assert response["statusCode"] == 202
     assert aws_calls.calls == ["dynamodb.Query", "dynamodb.BatchGetItem", "dynamodb.TransactWriteItems"]
 
@@ -36,8 +39,10 @@ def test_a_request_too_big_for_one_transaction_is_split_in_order(
 ) -> None:
     # 100 records + the room they change = 101 items: two transactions, each atomic, in order.
     warm(deployment)
+    deployment.invoke(INGEST, ingest_event("demo-resort", wake(0), key=RESORT_INGEST_KEY))
     aws_calls.reset()
-    response = deployment.invoke(INGEST, ingest_event("demo-hotel", [wake(i) for i in range(100)]))
+    response = deployment.invoke(INGEST, ingest_event("demo-resort", [wake(i) for i in range(100)],
+                                                      key=RESORT_INGEST_KEY))
     assert answer(response)["sequence"] == list(range(2, 102))
     assert aws_calls.calls.count("dynamodb.TransactWriteItems") == 2
     assert len(aws_calls) <= 8  # a first plan finds it too big (2 reads), then 3 calls per half

@@ -243,6 +243,37 @@ class Running:
     moto_url: str
     server: ThreadingHTTPServer
     properties: dict[str, PropertyConfig]
+    simulators: dict[str, Any]
+
+
+SIMULATOR_HOST = "ucm-simulator"  # ucm.base_url "https://ucm-simulator": the runner starts one for the property
+DEMO_ADDRESSES = [str(r) for floor in (1, 2, 3) for r in range(floor * 100 + 1, floor * 100 + 21)]
+
+
+def start_simulators(properties: Mapping[str, PropertyConfig], progress: Callable[[str], Any]) -> dict[str, Any]:
+    from pms_connector.ucm.simulator import UcmSimulator
+
+    simulators: dict[str, Any] = {}
+    for pid, prop in properties.items():
+        ucm = prop.ucm
+        if ucm is None or urlsplit(ucm.base_url).hostname != SIMULATOR_HOST:
+            continue
+        addresses = sorted(set(ucm.rooms.values())) or [ucm.address(r) for r in DEMO_ADDRESSES]
+        simulator = UcmSimulator(api_user=ucm.api_user, api_password=ucm.api_password.get_secret_value(),
+                                 pms_user=ucm.pms_user, pms_password=ucm.pms_password.get_secret_value(),
+                                 addresses=addresses, token_case=ucm.token_case)
+        simulator.start()
+        simulators[pid] = simulator
+        progress(f"UCM simulator for {pid} on {simulator.url} (state: {simulator.url}/state, "
+                 f"CA: {simulator.ca_path})")
+    return simulators
+
+
+def _on_simulator(prop: PropertyConfig, simulator: Any) -> PropertyConfig:
+    if simulator is None or prop.ucm is None:
+        return prop
+    ucm = prop.ucm.model_copy(update={"base_url": simulator.url, "ca_pem": simulator.ca_pem})
+    return prop.model_copy(update={"ucm": ucm})
 
 
 @contextmanager
@@ -264,21 +295,35 @@ def running(properties_path: str | Path, *, template_path: str | Path | None = N
             environment.update(spec.environment)
         os.environ.update(environment)
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF blobs in a terminal
+        simulators = start_simulators(properties, progress)
+        properties = {pid: _on_simulator(prop, simulators.get(pid)) for pid, prop in properties.items()}
         push_properties(properties, parameter_prefix=environment["CONFIG_PARAMETER_PREFIX"],
                         secret_prefix=environment["CONFIG_SECRET_PREFIX"], progress=progress)
         server = make_http_server(LocalApi(template), host, port)
         thread = threading.Thread(target=server.serve_forever, name="local-api", daemon=True)
         thread.start()
+        from pms_connector.local.pollers import schedules, stream_doorbell
+
+        doorbell = stream_doorbell(template, names["ConnectorTable"])
+        pollers = [p for p in [doorbell, *schedules(template)] if p is not None]
+        for poller in pollers:
+            poller.start()
+        progress(f"pollers: {', '.join(p.name for p in pollers) or 'none'}")
         bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
         try:
-            yield Running(f"http://{bound_host}:{bound_port}", moto_url, server, properties)
+            yield Running(f"http://{bound_host}:{bound_port}", moto_url, server, properties, simulators)
         finally:
+            for poller in pollers:
+                poller.stop()
             server.shutdown()
             server.server_close()
             thread.join(timeout=5)
+            for simulator in simulators.values():
+                simulator.stop()
 
 
-def usage(url: str, properties: Mapping[str, PropertyConfig], now: datetime | None = None) -> str:
+def usage(url: str, properties: Mapping[str, PropertyConfig], now: datetime | None = None,
+          simulators: Mapping[str, Any] | None = None) -> str:
     """Ready-to-paste curl commands for each property, with valid credentials for the current time."""
     from pms_connector.auth import local_now, sign_request
 
@@ -306,6 +351,9 @@ def usage(url: str, properties: Mapping[str, PropertyConfig], now: datetime | No
             f"-d {shlex.quote(json.dumps(get_request))}",
             "",
         ]
+    for pid, simulator in (simulators or {}).items():
+        lines += [f"# 3. the guest on {pid}'s simulated UCM (what the phone shows):",
+                  f"curl -s --cacert {shlex.quote(str(simulator.ca_path))} {simulator.url}/state", ""]
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
 
@@ -319,7 +367,7 @@ def serve(properties_path: str | Path, *, port: int, host: str = "127.0.0.1",
 
     with running(properties_path, template_path=template_path, host=host, port=port, progress=say) as run:
         say("")
-        say(usage(run.url, run.properties))
+        say(usage(run.url, run.properties, simulators=run.simulators))
         try:
             while True:
                 time.sleep(3600)

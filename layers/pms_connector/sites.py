@@ -1,0 +1,75 @@
+"""What the dispatcher and sweeper functions share: one UCM client per site, kept warm across invocations,
+and the loop that dispatches a set of properties within the invocation's time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from pms_connector.errors import ConnectorError
+from pms_connector.observability import logger, metrics
+
+if TYPE_CHECKING:
+    from pms_connector.config import PropertyConfig, UcmSettings
+    from pms_connector.directory import PropertyDirectory
+    from pms_connector.dispatcher import DispatchResult
+    from pms_connector.outbox import OutboxStore
+    from pms_connector.ucm.client import UcmClient
+
+_clients: dict[str, tuple[UcmSettings, UcmClient]] = {}
+
+
+def client_for(prop: PropertyConfig) -> UcmClient:
+    """The site's client, reused while its settings are unchanged (so the digest nonce stays warm)."""
+    from pms_connector.ucm.client import UcmClient
+
+    assert prop.ucm is not None
+    cached = _clients.get(prop.id)
+    if cached and cached[0] == prop.ucm:
+        return cached[1]
+    if cached:
+        cached[1].close()
+    client = UcmClient(prop.ucm)
+    _clients[prop.id] = (prop.ucm, client)
+    return client
+
+
+def dispatch_properties(
+    property_ids: Iterable[str],
+    *,
+    store: OutboxStore,
+    directory: PropertyDirectory,
+    owner: str,
+    remaining_ms: Callable[[], int],
+    clock: Callable[[], float] = time.time,
+) -> dict[str, DispatchResult]:
+    """Dispatch each property's outbox in turn; one property's trouble never stops the others."""
+    from pms_connector.dispatcher import SAFETY_MARGIN_MS, dispatch_property
+
+    results: dict[str, DispatchResult] = {}
+    for pid in dict.fromkeys(property_ids):
+        if remaining_ms() < 2 * SAFETY_MARGIN_MS:
+            logger.warning("out of time; the sweeper picks up the rest", extra={"left": pid})
+            break
+        try:
+            prop = directory.get(pid)
+            if prop is None or prop.ucm is None:
+                logger.warning("outbox of a property without UCM settings", extra={"property": pid})
+                continue
+            results[pid] = dispatch_property(store, prop, client_for(prop), owner=owner, clock=clock,
+                                             remaining_ms=remaining_ms)
+        except ConnectorError as exc:
+            # The outbox and its due marker are untouched: the next sweep tries again.
+            logger.warning("dispatch deferred", extra={"property": pid, "error": type(exc).__name__})
+            metrics.add_metric(name="DispatchDeferred", unit="Count", value=1)
+    return results
+
+
+@lru_cache(maxsize=1)
+def outbox_store() -> OutboxStore:
+    from pms_connector.outbox import OutboxStore
+    from pms_connector.settings import get_settings
+
+    return OutboxStore(get_settings().table_name)
