@@ -5,6 +5,7 @@
     pms-connector config push FILE [--environment dev]       publish it to SSM + Secrets Manager
     pms-connector token --properties FILE --property ID      a signed GET_REQUEST body for now
     pms-connector fifo status|list|replay --property ID      inspect or replay a property's queue
+    pms-connector outbox list|retry|park --property ID       a property's UCM commands
 
 The fifo and config push commands use the AWS account of the environment (profile, region), or moto when
 AWS_ENDPOINT_URL points at the local runner's moto server.
@@ -70,6 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     fifo.add_argument("--after", type=int, default=None, help="list: records after this sequence number")
     fifo.add_argument("--limit", type=int, default=20)
     fifo.set_defaults(run=_fifo)
+
+    outbox = commands.add_parser("outbox", help="inspect a property's UCM outbox, retry or park commands")
+    outbox.add_argument("outbox_command", choices=["list", "retry", "park"])
+    outbox.add_argument("--property", required=True, dest="property_id")
+    outbox.add_argument("--table", default=os.environ.get("TABLE_NAME"), help="table name (default: $TABLE_NAME)")
+    outbox.add_argument("--seq", type=int, default=None, help="retry/park: the command's sequence number")
+    outbox.add_argument("--reason", default="", help="park: why (kept with the command)")
+    outbox.add_argument("--limit", type=int, default=30)
+    outbox.set_defaults(run=_outbox)
     return parser
 
 
@@ -159,6 +169,39 @@ def _fifo(args: argparse.Namespace) -> int:
         return 2
     cursor = fifo.replay(store, pid, args.from_seq)
     print(f"{pid}: records after seq {cursor.delivered} will be delivered again by the next GET_REQUEST")
+    return 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    from pms_connector.outbox import LeaseLost, OutboxStore
+
+    if not args.table:
+        print("error: --table or TABLE_NAME is required", file=sys.stderr)
+        return 2
+    store = OutboxStore(args.table)
+    pid = args.property_id
+    if args.outbox_command == "list":
+        done, commands = store.listing(pid, limit=args.limit)
+        for c in commands:
+            state = c.status if c.status == "parked" else ("done" if c.seq <= done else "pending")
+            # Action, address and outcome only: the fields hold guest names.
+            print(f"{c.seq:>12}  {state:<8} {c.action:<9} address {c.fields.get('address', '-'):<8} "
+                  f"attempts {c.attempts}  {c.last_error or ''}")
+        print(f"{sum(1 for c in commands if c.seq > done)} pending, "
+              f"{sum(1 for c in commands if c.status == 'parked')} parked (of the last {len(commands)})")
+        return 0
+    if args.seq is None:
+        print(f"error: {args.outbox_command} needs --seq N", file=sys.stderr)
+        return 2
+    try:
+        if args.outbox_command == "retry":
+            print(f"{pid}: parked command {args.seq} queued again as {store.retry_parked(pid, args.seq)}")
+        else:
+            store.park_pending(pid, args.seq, args.reason or "no reason given")
+            print(f"{pid}: command {args.seq} parked; the commands after it go on")
+    except (ValueError, LeaseLost) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -223,6 +223,38 @@ class OutboxStore(ConnectorStore):
                 return out
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    # --- operators ---------------------------------------------------------------------------------
+
+    def listing(self, property_id: str, *, limit: int = 50) -> tuple[int, list[OutboxCommand]]:
+        """The done cursor and the newest ``limit`` commands (parked, pending, recently done)."""
+        meta = self._get(f"{property_id}#meta", "outbox") or {}
+        done = int(meta["done_up_to"]["N"]) if "done_up_to" in meta else 0
+        items = self._query_range(f"{property_id}#outbox", 0, MAX_SEQ, limit, newest_first=True)
+        return done, [_command(i) for i in reversed(items)]
+
+    def retry_parked(self, property_id: str, seq: int) -> int:
+        """Put a parked command back in the queue as a new command at the end (its order was given up
+        when it was parked). Returns the new sequence number."""
+        item = self._get(f"{property_id}#outbox", seq_key(seq))
+        if item is None or item.get("status", {}).get("S") != "parked":
+            raise ValueError(f"command {seq} of {property_id} is not parked")
+        command = _command(item)
+        return self.enqueue(property_id, [(command.action, command.fields)],
+                            fallbacks={0: command.fallback} if command.fallback else None,
+                            correlation_id=command.correlation_id)[0]
+
+    def park_pending(self, property_id: str, seq: int, reason: str) -> None:
+        """Operator action: give up on the next pending command (e.g. a room that no longer exists)."""
+        owner = f"operator-{seq}"
+        meta = self.acquire(property_id, owner, now=int(self._clock()), lease_seconds=30)
+        if meta is None:
+            raise LeaseLost(f"{property_id}: a dispatcher is working; try again in a minute")
+        head = self.pending(property_id, after=meta.done_up_to, limit=1)
+        if not head or head[0].seq != seq:
+            self.release(property_id, owner)
+            raise ValueError(f"command {seq} is not the next pending command of {property_id}")
+        self.park(property_id, owner, head[0], f"parked by operator: {reason}", release=True)
+
     # --- internals -------------------------------------------------------------------------------
 
     def _meta_key(self, property_id: str) -> dict[str, Any]:

@@ -250,3 +250,25 @@ def test_a_dispatched_command_costs_at_most_3_aws_calls_and_1_http_request_when_
     site.store.client.meta.events.unregister("before-call.*.*", counter)
     assert counter.calls == ["dynamodb.UpdateItem", "dynamodb.Query", "dynamodb.TransactWriteItems"]
     assert len(site.sim.log()) - requests_before == 1
+
+
+def test_operators_list_retry_and_park_commands(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    from pms_connector.cli import main
+
+    base = ["--property", site.prop.id, "--table", site.store.table]
+    site.pms(booking("b1", "999"))  # parks: no such extension
+    site.dispatch()
+    assert main(["outbox", "list", *base]) == 0
+    listing = capsys.readouterr().out
+    assert "parked" in listing and "[18]" in listing
+    assert "Zoë" not in listing  # no guest names on an operator's terminal
+
+    parked_seq = site.store.listing(site.prop.id)[1][0].seq
+    assert main(["outbox", "retry", *base, "--seq", str(parked_seq)]) == 0
+    assert site.dispatch().parked == 1  # still no such extension, parked again
+
+    site.pms(booking("b2", "101"))
+    head = site.store.listing(site.prop.id)[1][-1].seq
+    assert main(["outbox", "park", *base, "--seq", str(head), "--reason", "room closed"]) == 0
+    assert site.dispatch().sent == 0
+    assert main(["outbox", "park", *base, "--seq", "1"]) == 1  # not the next pending command
