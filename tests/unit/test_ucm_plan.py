@@ -215,3 +215,12 @@ def test_long_names_are_shortened_to_the_configured_limit() -> None:
     ucm = UCM.model_copy(update={"name_max_length": 5})
     [(_, fields)] = Hotel(ucm).send(booking(guests=[guest("Bartholomew", "Oyelaran")]))
     assert (fields["firstname"], fields["lastname"]) == ("Barth", "Oyela")
+
+
+def test_two_wake_up_uids_at_the_same_time_are_one_on_the_ucm() -> None:
+    hotel = Hotel()
+    assert actions(hotel.send(wake("S", uid="w1"))) == ["wakeup"]
+    assert hotel.send(wake("S", uid="w2")) == []  # the UCM already rings at that time
+    assert hotel.send(wake("C", uid="w1")) == []  # w2 still wants it
+    [(_, cancel)] = hotel.send(wake("C", uid="w2"))
+    assert cancel["w_action"] == "0"

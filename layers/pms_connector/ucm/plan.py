@@ -209,6 +209,8 @@ class Planner:
         self._set_room(replace(room, cos_pbx=cos_pbx, occupants=occupants))
 
     def _apply_wake(self, record: Mapping[str, Any]) -> None:
+        # The UCM knows a room's wake-ups by date and time, not by the PMS's uid: two uids at the same time
+        # are one wake-up on the PBX, which is cancelled only when no uid wants that time any more.
         room_name, uid = str(record["room"]), str(record.get("uid") or record["waketime"])
         mode = str(record["mode"]).strip().upper()
         room = self.room(room_name)
@@ -218,15 +220,17 @@ class Planner:
             waketime = str(record["waketime"])
             if before == waketime:
                 return
-            if before is not None:
-                self._send("wakeup", self._wakeup(room_name, before, set_=False))
-            self._send("wakeup", self._wakeup(room_name, waketime, set_=True))
             wakeups[uid] = waketime
+            if before is not None and before not in wakeups.values():
+                self._send("wakeup", self._wakeup(room_name, before, set_=False))
+            if waketime not in room.wakeups.values():
+                self._send("wakeup", self._wakeup(room_name, waketime, set_=True))
         elif mode == "C":
             if before is None:
                 return
-            self._send("wakeup", self._wakeup(room_name, before, set_=False))
             del wakeups[uid]
+            if before not in wakeups.values():
+                self._send("wakeup", self._wakeup(room_name, before, set_=False))
         self._set_room(replace(room, wakeups=wakeups))
 
     def _apply_rs(self, record: Mapping[str, Any]) -> None:
