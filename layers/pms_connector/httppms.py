@@ -43,7 +43,8 @@ from pms_connector.records import (
     field_issues,
     normalize_action,
 )
-from pms_connector.store import ConnectorStore, DuplicateRequest
+from pms_connector.state import StateStore
+from pms_connector.store import DuplicateRequest
 
 DAY = 86_400
 CENT = Decimal("0.01")
@@ -52,7 +53,7 @@ CENT = Decimal("0.01")
 @dataclass(frozen=True)
 class Dependencies:
     directory: PropertyDirectory
-    store: ConnectorStore
+    store: StateStore
     publisher: EventPublisher
     clock: Callable[[], datetime]  # aware, UTC
 
@@ -218,12 +219,16 @@ def _charge(request: AuthenticatedRequest) -> dict[str, Any] | None:
 
 
 def _bill(prop: PropertyConfig, request: BillRequest, deps: Dependencies) -> dict[str, Any]:
-    """ITEM_LIST and bill_total from the charges held for the booking / account / room."""
+    """ITEM_LIST and bill_total from the charges held for the booking / account / room, within the stay."""
     items = []
     total = Decimal(0)
+    first_day, last_day = _stay(prop, request, deps.store)
     for charge in deps.store.charges(prop.id, request.room):
         if not _matches(charge.booking_uid, request.booking_uid) or not _matches(charge.account, request.account):
             continue
+        day = charge.datetime[:10]  # the spec's local YYYY-MM-DD: string order is date order
+        if (first_day and day < first_day) or (last_day and day > last_day):
+            continue  # an earlier (or later) guest's stay in the same room
         amount = Decimal(charge.total)
         total += amount
         item: dict[str, Any] = {"datetime": charge.datetime, "description": charge.description,
@@ -238,6 +243,24 @@ def _bill(prop: PropertyConfig, request: BillRequest, deps: Dependencies) -> dic
         "bill_total": float(total.quantize(CENT)),
         "notes": prop.billing.notes,
     }
+
+
+def _stay(prop: PropertyConfig, request: BillRequest, store: StateStore) -> tuple[str | None, str | None]:
+    """First and last day of the stay the bill is for: the named booking, else the room's booking with the
+    named account, else the booking the room's phone shows. (None, None) when no booking is known."""
+    uid = request.booking_uid
+    if uid is None:
+        room = store.room(prop.id, request.room)
+        occupants = room.occupants if room else ()
+        chosen = next((o for o in occupants if request.account and o.display.get("account") == request.account),
+                      occupants[0] if occupants else None)
+        uid = chosen.booking_uid if chosen else None
+    booking = store.booking(prop.id, uid) if uid else None
+    if booking is None:
+        return None, None
+    arrival = str(booking.record.get("arrival") or "")[:10] or None
+    departure = None if booking.in_house else (str(booking.record.get("departure") or "")[:10] or None)
+    return arrival, departure
 
 
 def _matches(held: str | None, asked: str | None) -> bool:

@@ -150,6 +150,10 @@ class StateStore(OutboxStore):
                 return out
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def booking(self, pid: str, uid: str) -> Booking | None:
+        item = self._get(f"{pid}#booking", uid)
+        return booking_from_item(item) if item else None
+
     def room(self, pid: str, name: str) -> Room | None:
         item = self._get(f"{pid}#room", name)
         return room_from_item(item) if item else None

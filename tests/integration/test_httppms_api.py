@@ -507,3 +507,35 @@ def test_a_property_added_or_changed_in_ssm_is_live_without_redeploy(
     deployment.add_property({**doc, "httppms": {"auth": "token", "token": "rotated-token-5678"}})
     assert status("first-token-1234") == 401
     assert status("rotated-token-5678") == 200
+
+
+def test_a_bill_holds_only_the_current_stays_charges(deployment: Deployment) -> None:
+    def stay(uid: str, arrival: str, status: str = "checkin") -> dict[str, Any]:
+        return {"datetime": f"{arrival}T10:00:00", "action": "BOOKING", "booking_uid": uid, "status": status,
+                "room": "301", "account": f"acc-{uid}", "arrival": f"{arrival}T14:00:00",
+                "departure": f"{arrival[:8]}28T12:00:00"}
+
+    def charge(day: str, amount: float) -> None:
+        body = signed({**post(room="301", amount=amount)})
+        body["datetime"] = f"{day}T20:00:00"
+        from pms_connector.auth import md5_stamp, md5_token
+
+        body["usertoken"] = md5_token("pmslink", md5_stamp(body["datetime"]), "demo-password")
+        from pms_connector import api
+
+        now = datetime.fromisoformat(body["datetime"]).replace(tzinfo=__import__("zoneinfo").ZoneInfo("Europe/Madrid"))
+        api.httppms_dependencies.cache_clear()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(api, "utc_now", lambda: now.astimezone(UTC))
+            assert answer(deployment.invoke(HTTPPMS, httppms_event(body)))["code"] == 0
+        api.httppms_dependencies.cache_clear()
+
+    ingest(deployment, stay("old", "2026-03-01"))
+    charge("2026-03-02", 7.0)  # the previous guest's minibar
+    ingest(deployment, stay("old", "2026-03-01", status="checkout"))
+    ingest(deployment, stay("new", "2026-03-05"))
+    charge("2026-03-06", 2.5)
+    bill = answer(deployment.invoke(HTTPPMS, httppms_event(signed({"action": "BILL_REQUEST",
+                                                                     "property": "demo-hotel", "room": "301"}))))
+    assert bill["bill_total"] == 2.5
+    assert len(bill["ITEM_LIST"]) == 1
