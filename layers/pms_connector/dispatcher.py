@@ -109,8 +109,10 @@ def dispatch_property(
             _observe(prop.id, command, reply)
             if reply.outcome == "ok":
                 done, result.ok = command.seq, result.ok + 1
-                if last_known and not probing and store.finish(prop.id, owner, done):
-                    return result  # the common case: 3 AWS calls for the whole invocation
+                if last_known and not probing:
+                    if store.finish(prop.id, owner, done):
+                        return result  # the common case: 3 AWS calls for the whole invocation
+                    continue  # commands arrived meanwhile: finish() moved the cursor, kept the lease
                 store.complete(prop.id, owner, done, release=False, clear_hold=probing)
                 probing = False
                 continue

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from pms_connector.errors import ConnectorError
 from pms_connector.observability import logger, metrics
+from pms_connector.outbox import LeaseLost
 
 if TYPE_CHECKING:
     from pms_connector.config import PropertyConfig, UcmSettings
@@ -60,7 +61,7 @@ def dispatch_properties(
                 continue
             results[pid] = dispatch_property(store, prop, client_for(prop), owner=owner, clock=clock,
                                              remaining_ms=remaining_ms)
-        except ConnectorError as exc:
+        except (ConnectorError, LeaseLost) as exc:
             # The outbox and its due marker are untouched: the next sweep tries again.
             logger.warning("dispatch deferred", extra={"property": pid, "error": type(exc).__name__})
             metrics.add_metric(name="DispatchDeferred", unit="Count", value=1)

@@ -338,3 +338,22 @@ def test_a_day_of_a_small_hotel_under_random_faults_ends_as_the_pms_intended(sit
     # In order: the successful calls are the outbox's commands, in outbox order.
     succeeded = [(e["action"], e["address"]) for e in site.sim.log()[log_start:] if e["code"] in (0, -100)]
     assert succeeded == [(c.action, c.fields["address"]) for c in commands]
+
+
+def test_a_command_enqueued_while_the_last_one_is_sent_is_sent_in_the_same_run(site: Site) -> None:
+    """finish() finds the new command's due marker, keeps the lease and the run goes on (no lost lease)."""
+    site.pms(booking("b1", "101"))
+    original_send = site.client.send
+
+    def send_and_enqueue(command: Any, **kwargs: Any) -> Any:
+        reply = original_send(command, **kwargs)
+        if command.action == "checkin":
+            site.client.send = original_send  # type: ignore[method-assign]
+            site.pms(booking("b2", "102"))  # the PMS checks in another guest meanwhile
+        return reply
+
+    site.client.send = send_and_enqueue  # type: ignore[method-assign]
+    result = site.dispatch()
+    assert result.ok == 2
+    assert site.guest("102") is not None
+    assert site.store.acquire(site.prop.id, "someone-else", now=int(site.clock.now), lease_seconds=5) is not None

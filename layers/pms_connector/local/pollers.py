@@ -60,27 +60,52 @@ def stream_doorbell(template: Template, table: str) -> Poller | None:
     timeout = _timeout(template, logical_id)
     streams = boto3.client("dynamodbstreams")
     arn = boto3.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
-    iterators: dict[str, str | None] = {}
+    consumed: dict[str, int] = {}  # shard id -> last sequence number handed to the function
 
     def tick() -> None:
         for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
             sid = shard["ShardId"]
-            if sid not in iterators:
-                iterators[sid] = streams.get_shard_iterator(StreamArn=arn, ShardId=sid,
-                                                            ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-            iterator = iterators[sid]
-            if iterator is None:
-                continue
-            page = streams.get_records(ShardIterator=iterator, Limit=100)
-            iterators[sid] = page.get("NextShardIterator")
-            records = [r for r in page.get("Records", []) if r.get("eventName") == "INSERT"
+            # A fresh iterator every tick: moto replaces a table's stream object when it rolls back a failed
+            # transaction, so an iterator kept from the previous tick could be reading a stale copy.
+            position: dict[str, Any] = {"ShardIteratorType": "TRIM_HORIZON"}
+            if sid in consumed:
+                position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": str(consumed[sid])}
+            iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=sid, **position)["ShardIterator"]
+            got = streams.get_records(ShardIterator=iterator, Limit=100).get("Records", [])
+            records = [r for r in got if r.get("eventName") == "INSERT"
                        and r["dynamodb"]["Keys"]["pk"]["S"].endswith("#outbox")]
             if records:
                 for record in records:
                     record["eventSourceARN"] = arn
                 handler({"Records": records}, _context(logical_id, timeout))
+            if got:
+                consumed[sid] = int(got[-1]["dynamodb"]["SequenceNumber"])
+                _forget_consumed(table, consumed[sid])
 
     return Poller("stream-doorbell", STREAM_POLL_SECONDS, tick)
+
+
+def _forget_consumed(table: str, last_seq: int) -> None:
+    """Drop stream records the doorbell has read from moto's in-memory shard.
+
+    moto keeps every stream record forever and deep-copies all of it on each TransactWriteItems (to roll
+    back), so without this a long-running local runner gets slower with every write. Runs in-process under
+    the lock that serialises moto's requests.
+    """
+    from moto.core import DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
+    from moto.dynamodb.models import dynamodb_backends
+
+    from pms_connector.local.runner import MOTO_LOCK
+
+    with MOTO_LOCK:
+        region = boto3.session.Session().region_name or "us-east-1"
+        shard = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables[table].stream_shard
+        if shard is None:
+            return
+        keep_from = last_seq + 1 - shard.starting_sequence_number
+        if keep_from > 0:
+            shard.items = shard.items[keep_from:]
+            shard.starting_sequence_number += keep_from
 
 
 def schedules(template: Template, *, speedup: float = 1.0) -> list[Poller]:

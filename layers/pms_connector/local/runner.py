@@ -36,6 +36,7 @@ from urllib.parse import parse_qsl, urlsplit
 from pms_connector.config import PropertyConfig, load_properties_file
 
 CONTAINERS_PER_FUNCTION = 4
+MOTO_LOCK = threading.Lock()  # one AWS request at a time inside moto (see moto_server)
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway HTTP API's own limit
 
 
@@ -208,10 +209,9 @@ def moto_server() -> Iterator[str]:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     dispatcher = DomainDispatcherApplication(create_backend_app)
-    lock = threading.Lock()
 
     def atomic(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        with lock:
+        with MOTO_LOCK:
             return list(dispatcher(environ, start_response))
 
     server = make_server("127.0.0.1", 0, atomic, threaded=True, request_handler=MotoRequestHandler)
