@@ -89,7 +89,7 @@ DTD_NOT_ALLOWED = "XML: DTDs and entity declarations are not allowed"
 
 # Created once; never pass collect_ids=False (keep lxml's default). encoding="utf-8" overrides the
 # document's own encoding declaration, see the module docstring.
-_PARSER = etree.XMLParser(
+HARDENED_PARSER = _PARSER = etree.XMLParser(
     resolve_entities=False,
     no_network=True,
     load_dtd=False,

@@ -33,6 +33,7 @@ from typing import Any, Literal, Protocol
 import httpx
 from lxml import etree
 
+from pms_connector import xmlcodec
 from pms_connector.config import UcmSettings
 from pms_connector.observability import logger
 from pms_connector.ucm.commands import UcmCommand
@@ -304,16 +305,7 @@ _CODE_NAMES = ("code", "status", "result")
 _TEXT_NAMES = ("description", "desc", "message", "msg", "reason", "text", "info")
 _DTD = re.compile(r"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-_XML_PARSER = etree.XMLParser(
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    huge_tree=False,
-    dtd_validation=False,
-    remove_comments=True,
-    remove_pis=True,
-    encoding="utf-8",  # the bytes given are UTF-8 whatever the document's declaration says
-)
+_XML_PARSER = xmlcodec.HARDENED_PARSER  # one hardened parser configuration for the whole package
 
 
 def parse_response(body: bytes | str) -> tuple[int | None, str]:

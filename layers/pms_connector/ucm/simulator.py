@@ -65,6 +65,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 from urllib.request import parse_http_list, parse_keqv_list
 
+from pms_connector.ucm.client import UCM_CODES
 from pms_connector.xmlcodec import XmlError, parse_request
 
 __all__ = ["CA_COMMON_NAME", "DESCRIPTIONS", "GUEST_FIELDS", "SUPPORTED_LANGUAGES", "UcmSimulator"]
@@ -75,26 +76,7 @@ CA_COMMON_NAME = "pms-connector UCM simulator CA"
 REALM = "Grandstream"
 
 # Table 2 of the guide (the description text after the "[code] " prefix).
-DESCRIPTIONS: dict[int, str] = {
-    26: "First name or last name too long !",
-    25: "First name or last name too long !",
-    24: "Dest address already checked in !",
-    23: "Dest address not exist !",
-    22: "Cleaning or repairing, cannot check in or be mov to !",
-    21: "PMSAPI not enable !",
-    20: "Not checked in !",
-    19: "Already checked in !",
-    18: "Address error !",
-    17: "Address and room not match !",
-    16: "Auth error !",
-    15: "In data error !",
-    14: "Format error !",
-    13: "No support action !",
-    12: "XML data error !",
-    0: "SUCCESS !",
-    -100: "Success, but language error, not set !",
-    -9: "Action error !",
-}
+DESCRIPTIONS: dict[int, str] = {**UCM_CODES, 0: "SUCCESS !"}  # the guide's prose writes "[0] SUCCESS !"
 
 GUEST_FIELDS = ("account", "firstname", "lastname", "language", "vipcode", "datein", "dateout", "cos", "credit",
                 "cidnumber")
