@@ -65,7 +65,7 @@ class FakeContext:
     log_stream_name = "test"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+        return 60_000
 
 
 @dataclass
@@ -160,10 +160,10 @@ def reset_caches() -> None:
     """Forget clients, settings and cached configs between tests (each test has its own moto)."""
     from aws_lambda_powertools.utilities import parameters
 
-    from pms_connector import api, aws, settings
+    from pms_connector import api, aws, settings, sites
 
     for cached in (api.directory, api.store, api.httppms_dependencies, aws.dynamodb, aws.events,
-                   settings.get_settings):
+                   settings.get_settings, sites.outbox_store):
         cached.cache_clear()
     parameters.clear_caches()
 

@@ -1,7 +1,7 @@
 """Sweeper (EventBridge rate rule): retries due UCM commands and reports the outbox backlog.
 
-Properties with work are found with one query of the sparse due-marker partition, so idle properties cost
-no AWS call at all.
+The backlog (due markers and parked markers) is read with two queries whatever the number of properties,
+so an idle property costs no AWS call at all; only properties with due commands are dispatched.
 """
 
 from __future__ import annotations
@@ -21,11 +21,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     metrics.clear_metrics()
     store = sites.outbox_store()
     now = int(time.time())
-    due = store.due_properties(now)
-    metrics.add_metric(name="PropertiesDue", unit="Count", value=len(due))
-    oldest = max((now - next_due for _, next_due in due), default=0)
-    metrics.add_metric(name="OutboxOldestDueAgeSeconds", unit="Seconds", value=oldest)
-    results = sites.dispatch_properties([pid for pid, _ in due], store=store, directory=api.directory(),
+    due = sites.report_backlog(store, now)
+    results = sites.dispatch_properties(due, store=store, directory=api.directory(),
                                         owner=context.aws_request_id,
                                         remaining_ms=context.get_remaining_time_in_millis)
     summary = {"due": len(due), "dispatched": len(results), "sent": sum(r.sent for r in results.values()),

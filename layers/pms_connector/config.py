@@ -125,8 +125,10 @@ class UcmSettings(_Section):
     cos_checkin: Annotated[int, Field(ge=1, le=4)] = 4  # checking in removes all restrictions (spec default)
     language_map: dict[str, str] = {}  # ISO 639-1 -> UCM language code (default: upper case, "en" -> "EN")
     rooms: dict[str, str] = {}  # room -> UCM address/extension (default: the room itself)
+    # Optional check-in fields of the guide. cidnumber: the main guest's mobile number (digits, leading +),
+    # sent only when the hotel wants it on the PBX; credit: the call credit each check-in starts with.
     send_cidnumber: bool = False
-    send_credit: bool = False
+    credit: Annotated[int, Field(ge=0, le=99_999_999)] | None = None
     max_attempts: Annotated[int, Field(ge=1, le=100)] = 8  # then the command is parked
 
     def address(self, room: str) -> str:

@@ -80,6 +80,7 @@ def dispatch_property(
     probing = meta.held_until > 0
     if meta.held_until > now:
         store.release(prop.id, owner)
+        store.set_due(prop.id, meta.held_until, done)  # the sweeper waits for the probe time, not every minute
         result.held, result.next_due = True, meta.held_until
         return result
     while True:
@@ -92,12 +93,12 @@ def dispatch_property(
             now = int(clock())
             if command.next_attempt_at > now:
                 store.release(prop.id, owner)
-                store.set_due(prop.id, command.next_attempt_at, batch[-1].seq)
+                store.set_due(prop.id, command.next_attempt_at, batch[-1].seq, since=command.created_at)
                 result.next_due = command.next_attempt_at
                 return result
             if remaining_ms() < SAFETY_MARGIN_MS + int(ucm.read_timeout_seconds * 1000):
                 store.release(prop.id, owner)
-                store.set_due(prop.id, now, batch[-1].seq)
+                store.set_due(prop.id, now, batch[-1].seq, since=command.created_at)
                 result.next_due = now
                 return result
             # The last command the query knows of: finishing it may let the lease go in the same call.
@@ -119,7 +120,7 @@ def dispatch_property(
             if reply.outcome == "hold":
                 until = now + HOLD_PROBE_SECONDS
                 store.hold(prop.id, owner, until=until, reason=f"[{reply.code}] {reply.text}")
-                store.set_due(prop.id, until, batch[-1].seq)
+                store.set_due(prop.id, until, batch[-1].seq, since=command.created_at)
                 logger.error("ucm site held", extra={"code": reply.code, "seq": command.seq})
                 metrics.add_metric(name="UcmSiteHeld", unit="Count", value=1)
                 result.held, result.next_due = True, until
@@ -129,7 +130,7 @@ def dispatch_property(
                 next_at = now + backoff_seconds(attempts)
                 store.reschedule(prop.id, command, next_attempt_at=next_at, error=_error(reply))
                 store.release(prop.id, owner)
-                store.set_due(prop.id, next_at, batch[-1].seq)
+                store.set_due(prop.id, next_at, batch[-1].seq, since=command.created_at)
                 result.retried, result.next_due = result.retried + 1, next_at
                 return result
             # park: a code retrying cannot fix, or out of attempts

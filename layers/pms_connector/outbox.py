@@ -4,12 +4,15 @@
 |------------------|--------------------|-----------------|-----------------------------------------------------|
 | command          | ``{pid}#outbox``   | seq, 14 digits  | action, fields (JSON), attempts, next attempt, status |
 | outbox meta      | ``{pid}#meta``     | ``outbox``      | done_up_to, lease_owner, lease_until, held_until     |
-| due marker       | ``due``            | ``{pid}``       | next_due, last_seq (sparse: only properties with work) |
+| due marker       | ``due``            | ``{pid}``       | next_due, last_seq, since (only properties with work) |
+| parked marker    | ``parked``         | ``{pid}#{seq}`` | one per parked command, expiring with it             |
 
 Every command up to ``done_up_to`` is finished (sent, or parked and marked so). The dispatcher takes the
 lease with one conditional update that also returns the meta, reads the next commands with one query and
-moves ``done_up_to`` with one update per command: 3 AWS calls for a single command. The due markers are
-one partition, so a sweep over any number of idle properties is one query.
+moves ``done_up_to`` with one update per command: 3 AWS calls for a single command. The due markers and
+the parked markers are one partition each, so a sweep over any number of idle properties is two queries
+(an idle property has neither marker) and still sees every property's backlog: ``since`` is when the
+oldest unfinished command was written, and the parked markers count what waits for an operator.
 """
 
 from __future__ import annotations
@@ -21,12 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from pms_connector.errors import StorageBusy
+from pms_connector.observability import logger
 from pms_connector.store import MAX_SEQ, ConnectorStore, _n, _s, dumps, seq_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
 
 DUE_PK = "due"
+PARKED_PK = "parked"
 COMMAND_RETENTION_SECONDS = 14 * 86_400  # commands hold guest names: they expire (TTL) two weeks after
 
 
@@ -51,6 +57,13 @@ class OutboxMeta:
     hold_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class DueMarker:
+    property_id: str
+    next_due: int
+    since: int  # when the oldest unfinished command was written
+
+
 class LeaseLost(Exception):
     """Another dispatcher holds (or took over) this property's lease."""
 
@@ -67,8 +80,9 @@ class OutboxStore(ConnectorStore):
         *,
         fallbacks: Mapping[int, Mapping[str, str]] | None = None,
         correlation_id: str | None = None,
+        also: Sequence[TransactWriteItemTypeDef] = (),
     ) -> list[int]:
-        """Append commands in order, with the property's due marker, in one transaction."""
+        """Append commands in order, with the property's due marker (and ``also``), in one transaction."""
         if not commands:
             return []
         now = int(self._clock())
@@ -90,13 +104,17 @@ class OutboxStore(ConnectorStore):
             payloads.append(item)
 
         def marker(first_seq: int) -> list[TransactWriteItemTypeDef]:
-            return [self.due_marker_put(property_id, now, first_seq + len(commands) - 1)]
+            return [self.due_marker_write(property_id, now, first_seq + len(commands) - 1), *also]
 
         return self._append(f"{property_id}#outbox", payloads, extra=marker)
 
-    def due_marker_put(self, property_id: str, next_due: int, last_seq: int) -> TransactWriteItemTypeDef:
-        return {"Put": {"TableName": self.table, "Item": {
-            "pk": _s(DUE_PK), "sk": _s(property_id), "next_due": _n(next_due), "last_seq": _n(last_seq)}}}
+    def due_marker_write(self, property_id: str, now: int, last_seq: int) -> TransactWriteItemTypeDef:
+        """The due marker's part of an enqueue: due now, up to ``last_seq``, ``since`` kept if older."""
+        return {"Update": {
+            "TableName": self.table, "Key": {"pk": _s(DUE_PK), "sk": _s(property_id)},
+            "UpdateExpression": "SET next_due = :now, last_seq = :last, since = if_not_exists(since, :now)",
+            "ExpressionAttributeValues": {":now": _n(now), ":last": _n(last_seq)},
+        }}
 
     # --- the dispatcher's lease and cursor -----------------------------------------------------------
 
@@ -173,6 +191,9 @@ class OutboxStore(ConnectorStore):
                                               ":attempts": _n(command.attempts + 1)},
             }},
             {"Update": meta_update},  # type: ignore[typeddict-item]
+            {"Put": {"TableName": self.table, "Item": {
+                "pk": _s(PARKED_PK), "sk": _s(f"{property_id}#{seq_key(command.seq)}"),
+                "expires_at": _n((command.created_at or int(self._clock())) + COMMAND_RETENTION_SECONDS)}}},
         ]
         self._transact(transaction)
 
@@ -193,34 +214,75 @@ class OutboxStore(ConnectorStore):
     def release(self, property_id: str, owner: str) -> None:
         self._update_meta(property_id, owner, "REMOVE lease_owner, lease_until", {})
 
-    def set_due(self, property_id: str, next_due: int, last_seq: int) -> None:
-        item = self.due_marker_put(property_id, next_due, last_seq)["Put"]["Item"]
-        self._call("PutItem", lambda: self.client.put_item(TableName=self.table, Item=item))
+    def set_due(self, property_id: str, next_due: int, last_seq: int, *, since: int | None = None) -> None:
+        """When the sweeper should look again. ``last_seq`` only fills a missing marker: an enqueue that
+        raced with us may have raised it, and lowering it could let a finish drop the marker too early."""
+        values = {":due": _n(next_due), ":last": _n(last_seq)}
+        since_expression = "since = if_not_exists(since, :due)"
+        if since is not None:
+            since_expression, values[":since"] = "since = :since", _n(since)
+        self._call("UpdateItem", lambda: self.client.update_item(
+            TableName=self.table, Key={"pk": _s(DUE_PK), "sk": _s(property_id)},
+            UpdateExpression=f"SET next_due = :due, last_seq = if_not_exists(last_seq, :last), {since_expression}",
+            ExpressionAttributeValues=values,
+        ))
 
     def clear_due(self, property_id: str, done_up_to: int) -> None:
-        """Forget the property's due marker, unless commands were enqueued after ``done_up_to``."""
+        """Forget the property's due marker, unless commands were enqueued after ``done_up_to``.
+
+        A marker can outlive its commands (a command pending for longer than its retention expires): when the
+        marker names a later command but the outbox has none, the marker is dropped as stale."""
         try:
-            self._call("DeleteItem", lambda: self.client.delete_item(
-                TableName=self.table, Key={"pk": _s(DUE_PK), "sk": _s(property_id)},
-                ConditionExpression="last_seq <= :done", ExpressionAttributeValues={":done": _n(done_up_to)},
-            ))
+            self._delete_due(property_id, "last_seq <= :done", _n(done_up_to))
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                 raise
+            old: dict[str, Any] = dict(exc.response.get("Item") or {})  # type: ignore[call-overload]
+            if not old or self.pending(property_id, after=done_up_to, limit=1):
+                return  # new work arrived: the marker stays
+            logger.warning("stale due marker dropped", extra={"property": property_id,
+                                                               "last_seq": old["last_seq"]["N"]})
+            try:  # only if no enqueue changed it meanwhile
+                self._delete_due(property_id, "last_seq = :done", old["last_seq"])
+            except ClientError as again:
+                if again.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                    raise
+
+    def _delete_due(self, property_id: str, condition: str, value: Any) -> None:
+        self._call("DeleteItem", lambda: self.client.delete_item(
+            TableName=self.table, Key={"pk": _s(DUE_PK), "sk": _s(property_id)}, ConditionExpression=condition,
+            ExpressionAttributeValues={":done": value}, ReturnValuesOnConditionCheckFailure="ALL_OLD",
+        ))
+
+    def backlog(self) -> list[DueMarker]:
+        """Every property with unfinished commands (due now or later): one query, however many properties."""
+        return [DueMarker(i["sk"]["S"], int(i["next_due"]["N"]),
+                          int(i["since"]["N"]) if "since" in i else int(i["next_due"]["N"]))
+                for i in self._query_all(DUE_PK, "sk, next_due, since")]
 
     def due_properties(self, now: int) -> list[tuple[str, int]]:
-        """(property, next_due) of every property with work due by ``now``: one query for all of them."""
-        out: list[tuple[str, int]] = []
+        """(property, next_due) of every property with work due by ``now``."""
+        return [(m.property_id, m.next_due) for m in self.backlog() if m.next_due <= now]
+
+    def parked_counts(self) -> dict[str, int]:
+        """Parked commands per property (only properties that have some): one query."""
+        counts: dict[str, int] = {}
+        for item in self._query_all(PARKED_PK, "sk"):
+            pid = item["sk"]["S"].rsplit("#", 1)[0]
+            counts[pid] = counts.get(pid, 0) + 1
+        return counts
+
+    def _query_all(self, pk: str, projection: str) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {
-            "TableName": self.table, "KeyConditionExpression": "pk = :due",
-            "FilterExpression": "next_due <= :now",
-            "ExpressionAttributeValues": {":due": _s(DUE_PK), ":now": _n(now)},
+            "TableName": self.table, "KeyConditionExpression": "pk = :pk", "ProjectionExpression": projection,
+            "ExpressionAttributeValues": {":pk": _s(pk)},
         }
+        items: list[dict[str, Any]] = []
         while True:
             page = self._call("Query", lambda: self.client.query(**kwargs))
-            out += [(i["sk"]["S"], int(i["next_due"]["N"])) for i in page.get("Items", [])]
+            items += page.get("Items", [])
             if "LastEvaluatedKey" not in page:
-                return out
+                return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # --- operators ---------------------------------------------------------------------------------
@@ -234,14 +296,31 @@ class OutboxStore(ConnectorStore):
 
     def retry_parked(self, property_id: str, seq: int) -> int:
         """Put a parked command back in the queue as a new command at the end (its order was given up
-        when it was parked). Returns the new sequence number."""
+        when it was parked); the parked one is marked retried, in the same transaction. Returns the new
+        sequence number."""
         item = self._get(f"{property_id}#outbox", seq_key(seq))
         if item is None or item.get("status", {}).get("S") != "parked":
             raise ValueError(f"command {seq} of {property_id} is not parked")
         command = _command(item)
-        return self.enqueue(property_id, [(command.action, command.fields)],
-                            fallbacks={0: command.fallback} if command.fallback else None,
-                            correlation_id=command.correlation_id)[0]
+        retired: list[TransactWriteItemTypeDef] = [
+            {"Update": {"TableName": self.table, "Key": {"pk": _s(f"{property_id}#outbox"), "sk": _s(seq_key(seq))},
+                        "UpdateExpression": "SET #status = :retried", "ConditionExpression": "#status = :parked",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {":retried": _s("retried"), ":parked": _s("parked")}}},
+            {"Delete": {"TableName": self.table,
+                        "Key": {"pk": _s(PARKED_PK), "sk": _s(f"{property_id}#{seq_key(seq)}")}}},
+        ]
+        try:
+            return self.enqueue(property_id, [(command.action, command.fields)],
+                                fallbacks={0: command.fallback} if command.fallback else None,
+                                correlation_id=command.correlation_id, also=retired)[0]
+        except StorageBusy:
+            # _append retries a cancelled transaction as a lost race; if the command is no longer parked,
+            # another operator retried it first.
+            again = self._get(f"{property_id}#outbox", seq_key(seq)) or {}
+            if again.get("status", {}).get("S") != "parked":
+                raise ValueError(f"command {seq} of {property_id} was retried meanwhile") from None
+            raise
 
     def park_pending(self, property_id: str, seq: int, reason: str) -> None:
         """Operator action: give up on the next pending command (e.g. a room that no longer exists)."""

@@ -54,6 +54,7 @@ def dispatch_properties(
         if remaining_ms() < 2 * SAFETY_MARGIN_MS:
             logger.warning("out of time; the sweeper picks up the rest", extra={"left": pid})
             break
+        logger.append_keys(property=pid)
         try:
             prop = directory.get(pid)
             if prop is None or prop.ucm is None:
@@ -65,7 +66,37 @@ def dispatch_properties(
             # The outbox and its due marker are untouched: the next sweep tries again.
             logger.warning("dispatch deferred", extra={"property": pid, "error": type(exc).__name__})
             metrics.add_metric(name="DispatchDeferred", unit="Count", value=1)
+        finally:
+            logger.remove_keys(["property"])
     return results
+
+
+def report_backlog(store: OutboxStore, now: int) -> list[str]:
+    """Emit the outbox backlog (per property and overall) and return the properties due now.
+
+    Two queries whatever the number of properties: the due markers and the parked markers. A property with
+    neither has no backlog and emits nothing (alarms treat missing data as fine)."""
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    markers = store.backlog()
+    parked = store.parked_counts()
+    for marker in markers:
+        with single_metric(name="OutboxOldestPendingAgeSeconds", unit=MetricUnit.Seconds,
+                           value=max(0, now - marker.since), namespace=metrics.namespace) as metric:
+            metric.add_dimension(name="property", value=marker.property_id)
+    for pid, count in parked.items():
+        with single_metric(name="OutboxParkedCommands", unit=MetricUnit.Count, value=count,
+                           namespace=metrics.namespace) as metric:
+            metric.add_dimension(name="property", value=pid)
+    oldest = max((now - m.since for m in markers), default=0)
+    metrics.add_metric(name="OutboxOldestPendingAgeSeconds", unit="Seconds", value=max(0, oldest))
+    metrics.add_metric(name="OutboxParkedCommands", unit="Count", value=sum(parked.values()))
+    metrics.add_metric(name="OutboxPropertiesWithBacklog", unit="Count", value=len(markers))
+    due = [m.property_id for m in markers if m.next_due <= now]
+    metrics.add_metric(name="PropertiesDue", unit="Count", value=len(due))
+    logger.info("outbox backlog", extra={"with_backlog": len(markers), "due": len(due),
+                                         "parked": sum(parked.values()), "oldest_seconds": max(0, oldest)})
+    return due
 
 
 @lru_cache(maxsize=1)

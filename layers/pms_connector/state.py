@@ -106,7 +106,7 @@ class StateStore(OutboxStore):
             items.append({"Put": {"TableName": self.table, "Item": item,
                                   "ConditionExpression": "attribute_not_exists(pk)"}})
         if commands:
-            items.append(self.due_marker_put(prop.id, now, commands[-1][0]))
+            items.append(self.due_marker_write(prop.id, now, commands[-1][0]))
         return items
 
     def _versioned_put(self, pid: str, kind: str, key: str, attrs: dict[str, Any], version: int

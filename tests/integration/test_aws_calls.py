@@ -116,6 +116,9 @@ IAM_ACTION = {
 def policy_actions(dep: Deployment, function: str) -> set[str]:
     actions: set[str] = set()
     for policy in dep.template.resources[function]["Properties"]["Policies"]:
+        if "Statement" not in policy:  # a SAM policy template: VPCAccessPolicy lets Lambda attach its ENIs
+            assert policy == {"VPCAccessPolicy": {}}, policy
+            continue
         for statement in policy["Statement"]:
             actions.update(statement["Action"])
     return actions

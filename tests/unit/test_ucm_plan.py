@@ -224,3 +224,13 @@ def test_two_wake_up_uids_at_the_same_time_are_one_on_the_ucm() -> None:
     assert hotel.send(wake("C", uid="w1")) == []  # w2 still wants it
     [(_, cancel)] = hotel.send(wake("C", uid="w2"))
     assert cancel["w_action"] == "0"
+
+
+def test_cidnumber_and_credit_are_sent_only_when_configured() -> None:
+    plain = Hotel().send(booking(guests=[guest(mobile="+34 600-11-22-33")]))
+    assert "cidnumber" not in plain[0][1] and "credit" not in plain[0][1]
+    ucm = UCM.model_copy(update={"send_cidnumber": True, "credit": 5000})
+    [(_, fields)] = Hotel(ucm).send(booking(guests=[guest(mobile="+34 600-11-22-33")]))
+    assert (fields["cidnumber"], fields["credit"]) == ("+34600112233", "5000")
+    [(_, no_mobile)] = Hotel(ucm).send(booking(guests=[guest(mobile="n/a")]))
+    assert "cidnumber" not in no_mobile and no_mobile["credit"] == "5000"

@@ -280,6 +280,8 @@ class Planner:
             "datein": self._date(record.get("arrival")),
             "dateout": self._date(record.get("departure")),
             "cos": str(self._cos(_text(cos_pbx))),
+            "credit": None if self.ucm.credit is None else str(self.ucm.credit),
+            "cidnumber": _phone((guest or {}).get("mobile")) if self.ucm.send_cidnumber else None,
         }
         return {k: v for k, v in fields.items() if v}
 
@@ -310,6 +312,17 @@ def shorten(name: str | None, limit: int) -> str | None:
         return name
     cut = name[:limit].rstrip()
     return cut or name[:limit]
+
+
+def _phone(value: object) -> str | None:
+    """A caller-id number from a PMS phone field: digits with an optional leading +, or nothing."""
+    text = _text(value)
+    if text is None:
+        return None
+    digits = "".join(ch for ch in text if ch.isdigit())
+    if not digits:
+        return None
+    return ("+" if text.startswith("+") else "") + digits
 
 
 def _text(value: object) -> str | None:
