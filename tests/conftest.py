@@ -163,7 +163,7 @@ def reset_caches() -> None:
     from pms_connector import api, aws, settings, sites
 
     for cached in (api.directory, api.store, api.httppms_dependencies, aws.dynamodb, aws.events,
-                   settings.get_settings, sites.outbox_store):
+                   settings.get_settings, sites.outbox_store, aws.scheduler, aws.sns):
         cached.cache_clear()
     parameters.clear_caches()
 
@@ -179,7 +179,9 @@ def deployment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
     with mock_aws():
         template = Template(TEMPLATE)
         names = create_resources(template)
-        env = template.functions()["HttppmsFunction"].environment
+        env: dict[str, str] = {}
+        for spec in template.functions().values():  # as the local runner does: every function's variables
+            env.update(spec.environment)
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         push_properties(
@@ -194,3 +196,42 @@ def deployment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
 
 def local_stamp(tz: str = "Europe/Madrid", now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class IamRecorder:
+    """The IAM actions behind each AWS call; a transaction needs the action of each of its items."""
+
+    SERVICE = {"dynamodb": "dynamodb", "ssm": "ssm", "secrets-manager": "secretsmanager"}
+    TRANSACT = {
+        "Put": "PutItem",
+        "Update": "UpdateItem",
+        "Delete": "DeleteItem",
+        "ConditionCheck": "ConditionCheckItem",
+    }
+
+    def __init__(self) -> None:
+        self.actions: set[str] = set()
+
+    def __call__(self, event_name: str, params: dict[str, Any], **_: Any) -> None:
+        _, service, operation = event_name.split(".")
+        prefix = self.SERVICE[service]
+        if operation == "TransactWriteItems":
+            for item in params["TransactItems"]:
+                self.actions.update(f"{prefix}:{self.TRANSACT[kind]}" for kind in item)
+        else:
+            self.actions.add(f"{prefix}:{operation}")
+
+
+@pytest.fixture
+def iam(deployment: Deployment) -> IamRecorder:
+    from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    from pms_connector import aws
+
+    recorder = IamRecorder()
+    DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider()
+    DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider()
+    for client in (aws.dynamodb(), DEFAULT_PROVIDERS["ssm"].client, DEFAULT_PROVIDERS["secrets"].client):
+        client.meta.events.register("provide-client-params.*.*", recorder)
+    return recorder

@@ -15,6 +15,8 @@ from botocore.config import Config
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_scheduler import EventBridgeSchedulerClient as SchedulerClient
+    from mypy_boto3_sns import SNSClient
 
 # Short timeouts: an HTTP request waiting on AWS should fail fast and answer "retry" (HTTPPMS 1xx).
 CLIENT_CONFIG = Config(
@@ -34,4 +36,16 @@ def dynamodb() -> DynamoDBClient:
 @lru_cache(maxsize=1)
 def events() -> EventBridgeClient:
     client: EventBridgeClient = boto3.session.Session().client("events", config=CLIENT_CONFIG)
+    return client
+
+
+@lru_cache(maxsize=1)
+def scheduler() -> SchedulerClient:
+    client: SchedulerClient = boto3.session.Session().client("scheduler", config=CLIENT_CONFIG)
+    return client
+
+
+@lru_cache(maxsize=1)
+def sns() -> SNSClient:
+    client: SNSClient = boto3.session.Session().client("sns", config=CLIENT_CONFIG)
     return client

@@ -37,6 +37,8 @@ SECRET_FIELDS: tuple[tuple[str, str], ...] = (
     ("ingest", "api_key"),
     ("ucm", "api_password"),
     ("ucm", "pms_password"),
+    ("pms_server", "password"),
+    ("pms_server", "token"),
 )
 
 
@@ -135,6 +137,40 @@ class UcmSettings(_Section):
         return self.rooms.get(room, room)
 
 
+class PmsServerSettings(_Section):
+    """Polling mode: a PMS that serves the HTTPPMS API itself; the connector polls it (polling.py)."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s/?#@]+(:\d+)?(/[^\s?#]*)?$", max_length=500)]
+    auth: Literal["md5", "basic", "token"]
+    user: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    poll_interval_seconds: Annotated[int, Field(ge=2, le=50)] = 10
+    timeout_seconds: Annotated[int, Field(ge=1, le=20)] = 5
+
+    @model_validator(mode="after")
+    def _credentials_for_auth(self) -> PmsServerSettings:
+        if self.auth in ("md5", "basic") and (not self.user or not self.password):
+            raise ValueError(f"user: user and password are required when auth is '{self.auth}'")
+        if self.auth == "token" and not self.token:
+            raise ValueError("token: required when auth is 'token'")
+        return self
+
+
+SNS_TOPIC_ARN_PATTERN = r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}$"
+
+
+class WakeupSettings(_Section):
+    """Wake-up supervision: the UCM rings the guest; the connector checks it was programmed in time."""
+
+    # Minutes before the wake-up by which the UCM must have confirmed it; else an alert to the front desk.
+    at_risk_lead_minutes: Annotated[int, Field(ge=1, le=180)] = 10
+    # Minutes after the wake-up when its result (E: programmed and due, F: never reached the UCM) is sent.
+    result_grace_minutes: Annotated[int, Field(ge=1, le=120)] = 5
+    # The property's front-desk SNS topic (created by infra/property.yaml); none: metric and alarm only.
+    alert_topic_arn: Annotated[str, StringConstraints(pattern=SNS_TOPIC_ARN_PATTERN)] | None = None
+
+
 class PropertyConfig(_Section):
     id: Annotated[str, StringConstraints(pattern=PROPERTY_ID_PATTERN)]
     name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -145,6 +181,8 @@ class PropertyConfig(_Section):
     billing: BillingSettings = BillingSettings()
     privacy: PrivacySettings = PrivacySettings()
     ucm: UcmSettings | None = None  # without it the property has no PBX to program
+    wakeup: WakeupSettings = WakeupSettings()
+    pms_server: PmsServerSettings | None = None  # polling mode: the PMS serves HTTPPMS, the connector polls
 
     @property
     def zone(self) -> ZoneInfo:

@@ -76,6 +76,16 @@ class ParameterStoreDirectory:
             raise ConfigUnavailable("property configuration temporarily unavailable, retry later") from exc
         return self._validated(property_id, document, secrets)
 
+    def polling_ids(self) -> list[str]:
+        """Ids of the properties in polling mode (``pms_server`` set): one GetParametersByPath per cache TTL
+        (10 properties a page), so the poller's rate rule finds them without a call per property."""
+        from aws_lambda_powertools.utilities import parameters
+
+        documents = parameters.get_parameters(self.parameter_prefix, transform="json", max_age=self.cache_seconds,
+                                              raise_on_transform_error=False)
+        return sorted(name.rsplit("/", 1)[-1] for name, doc in documents.items()
+                      if isinstance(doc, Mapping) and doc.get("pms_server"))
+
     def _validated(self, property_id: str, document: Any, secrets: Any) -> PropertyConfig | None:
         # Powertools hands back the same cached objects until they expire: validate once per fetch. The
         # objects themselves are kept (not their ids), so a new fetch can never be mistaken for an old one.

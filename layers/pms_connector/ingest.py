@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from pms_connector.config import PropertyConfig
@@ -19,6 +20,7 @@ from pms_connector.observability import logger, metrics
 from pms_connector.records import validate_pms_record
 from pms_connector.state import StateStore, TooManyItems
 from pms_connector.store import ConnectorStore, InboundEntry, dumps
+from pms_connector.wakeups import past_wake_issue
 
 MAX_RECORDS = 100
 MAX_BODY_BYTES = 1_048_576
@@ -48,12 +50,19 @@ def parse_body(raw: bytes) -> list[Any]:
     return records
 
 
-def validate_records(prop: PropertyConfig, records: list[Any]) -> list[dict[str, Any]]:
+def validate_records(prop: PropertyConfig, records: list[Any], now: datetime | None = None) -> list[dict[str, Any]]:
     """Every problem of every record as {index, field, reason}; empty when the batch is valid."""
     issues: list[dict[str, Any]] = []
     for index, record in enumerate(records):
-        for field, reason in validate_pms_record(record):
+        found = validate_pms_record(record)
+        for field, reason in found:
             issues.append({"index": index, "field": field, "reason": reason})
+        if not found and prop.ucm is not None and _is_wake_set(record):
+            # A wake-up the UCM could never ring cannot be supervised: refused, not silently reported F.
+            # (Without a UCM the connector only relays WAKE records to pmslink, as the spec's examples.)
+            problem = past_wake_issue(prop, str(record["waketime"]), now or datetime.now(UTC))
+            if problem:
+                issues.append({"index": index, "field": "waketime", "reason": problem})
         if isinstance(record, Mapping):
             named = record.get("property")
             if named is not None and named != prop.id:
@@ -63,6 +72,11 @@ def validate_records(prop: PropertyConfig, records: list[Any]) -> list[dict[str,
                 issues.append({"index": index, "field": "(record)",
                                "reason": f"larger than {MAX_RECORD_BYTES} bytes"})
     return issues
+
+
+def _is_wake_set(record: Any) -> bool:
+    return (isinstance(record, Mapping) and str(record.get("action", "")).strip().upper() == "WAKE"
+            and str(record.get("mode", "")).strip().upper() == "S")
 
 
 def ingest(store: StateStore, prop: PropertyConfig, raw: bytes) -> IngestResult:

@@ -4,6 +4,7 @@
 |----------|------------------|--------------|-------------------------------------------------------------|
 | booking  | ``{pid}#booking``| booking_uid  | status, room, the last BOOKING record (JSON), version       |
 | room     | ``{pid}#room``   | room         | occupants (as the phone shows them), COS, RS, DND, MUR, WMSG, wake-ups |
+| wake-up  | ``{pid}#wakeup`` | uid          | its supervision (wakeups.py)                                |
 
 An ingest request appends its records to the FIFO, writes the state they change and the UCM commands they
 imply in ONE TransactWriteItems: no command without its state change, no state change without its command.
@@ -25,6 +26,7 @@ from pms_connector.config import PropertyConfig
 from pms_connector.outbox import COMMAND_RETENTION_SECONDS, OutboxStore
 from pms_connector.store import MAX_TRANSACTION_ITEMS, _n, _s, dumps, seq_key
 from pms_connector.ucm.plan import Booking, Occupant, Planner, Room
+from pms_connector.wakeups import WAKEUP_RETENTION_SECONDS, wake_instant
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import TransactWriteItemTypeDef
@@ -41,19 +43,22 @@ class StateStore(OutboxStore):
     """Bookings, rooms and the ingest transaction (FIFO + state + outbox)."""
 
     def ingest(self, prop: PropertyConfig, records: Sequence[Mapping[str, Any]], *, retention_seconds: int,
-               correlation_id: str | None = None) -> list[int]:
-        """Append records with the state and UCM commands they imply, atomically. TooManyItems if too big."""
+               correlation_id: str | None = None, also: Sequence[TransactWriteItemTypeDef] = ()) -> list[int]:
+        """Append records with the state and UCM commands they imply, atomically. TooManyItems if too big.
+
+        ``also``: one more conditional write for the same transaction (polling's batch marker); when its
+        condition fails the records were ingested before: DuplicateRequest."""
         now = int(self._clock())
         payloads = [{"record": _s(dumps(r)), "action": _s(str(r.get("action", "")).strip().upper()),
                      "ingested_at": _n(now), "expires_at": _n(now + retention_seconds)} for r in records]
 
         def implied(first_seq: int) -> list[TransactWriteItemTypeDef]:
-            items = self._plan_items(prop, records, first_seq, now, correlation_id)
+            items = [*also, *self._plan_items(prop, records, first_seq, now, correlation_id)]
             if len(items) + len(records) > MAX_TRANSACTION_ITEMS:
                 raise TooManyItems()
             return items
 
-        return self._append(f"{prop.id}#fifo", payloads, extra=implied)
+        return self._append(f"{prop.id}#fifo", payloads, extra=implied, dedupe_first_extra=bool(also))
 
     # --- planning --------------------------------------------------------------------------------
 
@@ -107,6 +112,41 @@ class StateStore(OutboxStore):
                                   "ConditionExpression": "attribute_not_exists(pk)"}})
         if commands:
             items.append(self.due_marker_write(prop.id, now, commands[-1][0]))
+        if prop.ucm is not None:
+            items += self._wakeup_items(prop, room_states, planner.rooms, planner.changed_rooms, commands,
+                                        first_seq)
+        return items
+
+    def _wakeup_items(self, prop: PropertyConfig, before: Mapping[str, Room], after: Mapping[str, Room],
+                      changed: set[str], commands: Sequence[tuple[int, str, Mapping[str, str], Any]],
+                      first_seq: int) -> list[TransactWriteItemTypeDef]:
+        """The wake-up items (wakeups.py) whose room or time this request changed, for their supervision."""
+        old: dict[str, tuple[str, str]] = {}
+        new: dict[str, tuple[str, str]] = {}
+        for name in changed:
+            old.update({uid: (name, t) for uid, t in (before.get(name) or Room(name)).wakeups.items()})
+            new.update({uid: (name, t) for uid, t in after[name].wakeups.items()})
+        # The command that programs a room's wake-up time: the last matching ``wakeup`` set of this request.
+        programs: dict[tuple[str, str, str], int] = {}
+        for seq, action, fields, _ in commands:
+            if action == "wakeup" and fields.get("w_action") == "1":
+                programs[(fields["room"], fields.get("w_date", ""), fields.get("w_time", ""))] = seq
+        items: list[TransactWriteItemTypeDef] = []
+        floor = first_seq * COMMANDS_PER_RECORD
+        for uid in sorted(set(old) | set(new)):
+            if old.get(uid) == new.get(uid):
+                continue
+            room, waketime = new.get(uid) or old[uid]
+            status = "set" if uid in new else "cancelled"
+            due = wake_instant(waketime, prop.zone)
+            key = (room, waketime[:10].replace("-", ""), waketime[11:16].replace(":", ""))
+            item: dict[str, Any] = {
+                "pk": _s(f"{prop.id}#wakeup"), "sk": _s(uid), "room": _s(room), "waketime": _s(waketime),
+                "status": _s(status), "gen": _n(first_seq), "seq": _n(programs.get(key, 0)), "floor": _n(floor),
+                "due_at": _n(int(due.timestamp())),
+                "expires_at": _n(int(due.timestamp()) + WAKEUP_RETENTION_SECONDS),
+            }
+            items.append({"Put": {"TableName": self.table, "Item": item}})
         return items
 
     def _versioned_put(self, pid: str, kind: str, key: str, attrs: dict[str, Any], version: int

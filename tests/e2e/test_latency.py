@@ -48,3 +48,48 @@ def test_ingest_to_ucm_latency_over_200_events() -> None:
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=15)
+
+
+def test_the_at_risk_alert_fires_within_a_minute_of_the_configured_lead(tmp_path: object) -> None:
+    """Local runner, in process: a wake-up 2.5 minutes ahead with a 1-minute lead, the UCM refusing wake-ups.
+    The at-risk check must run no later than the lead and at most 60 s before it (the Scheduler's minute)."""
+    from datetime import UTC, datetime, timedelta
+    from pathlib import Path
+    from zoneinfo import ZoneInfo
+
+    import yaml
+
+    from pms_connector.local.runner import running
+    from pms_connector.wakeups import schedule_name, wake_instant
+
+    docs = yaml.safe_load(Path(PROPERTIES).read_text(encoding="utf-8"))
+    hotel = next(d for d in docs if d["id"] == "demo-hotel")
+    hotel["wakeup"] = {"at_risk_lead_minutes": 1, "result_grace_minutes": 1}
+    path = Path(str(tmp_path)) / "properties.yaml"
+    path.write_text(yaml.safe_dump([hotel]), encoding="utf-8")
+    zone = ZoneInfo("Europe/Madrid")
+    with running(path, port=free_port()) as run:
+        run.simulators["demo-hotel"].fail_next(100, code=22, action="wakeup")
+        wake_at = (datetime.now(UTC) + timedelta(minutes=2, seconds=30)).astimezone(zone).replace(microsecond=0)
+        waketime = wake_at.strftime("%Y-%m-%dT%H:%M:%S")
+        key = hotel["ingest"]["api_key"]
+        records = [{"datetime": "2026-01-01T10:00:00", "action": "BOOKING", "booking_uid": "risk-1",
+                    "status": "checkin", "room": "101", "arrival": "2026-01-01T10:00:00",
+                    "departure": "2026-01-02T10:00:00",
+                    "GUEST_LIST": [{"uid": "g", "name": "Early", "surname": "Riser", "language": "en"}]},
+                   {"datetime": "2026-01-01T10:00:00", "action": "WAKE", "room": "101", "mode": "S", "uid": "r1",
+                    "waketime": waketime}]
+        response = httpx.post(f"{run.url}/pms/demo-hotel/events", json=records,
+                              headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 202, response.text
+        fired = run.pollers["one-time-schedules"].fired
+        risk = schedule_name("demo-hotel", "r1", "at_risk")
+        deadline = time.monotonic() + 200
+        while time.monotonic() < deadline and not any(f["name"] == risk for f in fired):
+            time.sleep(0.5)
+        [event] = [f for f in fired if f["name"] == risk]
+        target = wake_instant(waketime, zone).timestamp() - 60
+        early = target - event["fired"]
+        print(f"\nat-risk check ran {early:.1f} s before wake-up minus lead (goal: 0..60 s), "
+              f"{event['fired'] - event['due']:.2f} s after its schedule time")
+        assert 0 <= early <= 60

@@ -12,7 +12,7 @@ INGEST, HTTPPMS = "IngestFunction", "HttppmsFunction"
 
 def wake(i: int) -> dict[str, Any]:
     return {"datetime": "2026-01-01T10:00:00", "action": "WAKE", "room": "101", "mode": "S", "uid": str(i),
-            "waketime": "2026-01-02T08:00:00"}
+            "waketime": "2035-01-02T08:00:00"}
 
 
 def warm(dep: Deployment) -> None:

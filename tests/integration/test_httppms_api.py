@@ -26,7 +26,7 @@ HTTPPMS, INGEST = "HttppmsFunction", "IngestFunction"
 
 def wake(room: str, uid: str) -> dict[str, Any]:
     return {"datetime": "2026-01-01T10:00:00", "action": "WAKE", "room": room, "mode": "S", "uid": uid,
-            "waketime": "2026-01-02T08:00:00"}
+            "waketime": "2035-01-02T08:00:00"}
 
 
 def ingest(dep: Deployment, records: Any, pid: str = "demo-hotel", key: str = DEMO_INGEST_KEY) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def test_an_array_with_one_bad_record_is_refused_whole_listing_every_problem(dep
     records = [
         dnd("1"),
         {"datetime": "2026-01-01 10:00", "action": "WAKE", "room": "101", "mode": "X", "uid": "1",
-         "waketime": "2026-01-02T08:00:00"},
+         "waketime": "2035-01-02T08:00:00"},
         {"action": "BOOKING", "datetime": "2026-01-01T10:00:00", "booking_uid": "b", "status": "checkin",
          "arrival": "2026-01-01T10:00:00", "departure": "2026-01-02T10:00:00",
          "GUEST_LIST": [{"uid": "g", "surname": "Doe", "language": "english"}]},

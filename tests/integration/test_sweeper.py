@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pms_connector.outbox import OutboxStore
-from tests.conftest import CallCounter, Deployment
+from tests.conftest import CallCounter, Deployment, IamRecorder
 
 COMMAND = ("checkin", {"address": "101", "room": "101", "firstname": "Ana", "lastname": "Ruiz"})
 
@@ -133,45 +133,6 @@ def test_a_property_in_backoff_is_in_the_backlog_but_not_due(deployment: Deploym
 
 
 # --- least privilege for the two UCM-facing functions -------------------------------------------------------
-
-
-class IamRecorder:
-    """The IAM actions behind each AWS call; a transaction needs the action of each of its items."""
-
-    SERVICE = {"dynamodb": "dynamodb", "ssm": "ssm", "secrets-manager": "secretsmanager"}
-    TRANSACT = {
-        "Put": "PutItem",
-        "Update": "UpdateItem",
-        "Delete": "DeleteItem",
-        "ConditionCheck": "ConditionCheckItem",
-    }
-
-    def __init__(self) -> None:
-        self.actions: set[str] = set()
-
-    def __call__(self, event_name: str, params: dict[str, Any], **_: Any) -> None:
-        _, service, operation = event_name.split(".")
-        prefix = self.SERVICE[service]
-        if operation == "TransactWriteItems":
-            for item in params["TransactItems"]:
-                self.actions.update(f"{prefix}:{self.TRANSACT[kind]}" for kind in item)
-        else:
-            self.actions.add(f"{prefix}:{operation}")
-
-
-@pytest.fixture
-def iam(deployment: Deployment) -> IamRecorder:
-    from aws_lambda_powertools.utilities import parameters
-    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
-
-    from pms_connector import aws
-
-    recorder = IamRecorder()
-    DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider()
-    DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider()
-    for client in (aws.dynamodb(), DEFAULT_PROVIDERS["ssm"].client, DEFAULT_PROVIDERS["secrets"].client):
-        client.meta.events.register("provide-client-params.*.*", recorder)
-    return recorder
 
 
 def stream_event(*property_ids: str) -> dict[str, Any]:

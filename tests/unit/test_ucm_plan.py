@@ -179,12 +179,30 @@ def test_room_state_follows_rs_mur_dnd_wmsg() -> None:
     assert (room.status, room.dnd, room.mur, room.wmsg) == ("D", True, False, True)
 
 
-def test_a_move_keeps_the_guests_wake_ups() -> None:
+def test_a_move_keeps_the_guests_wake_ups_and_reprograms_them_on_the_new_room() -> None:
     hotel = Hotel()
     hotel.send(booking(room="101"), wake("S"))
-    hotel.send(booking(room="103"))
+    commands = hotel.send(booking(room="103"))
+    assert commands[1:] == [
+        ("wakeup", {"address": "1101", "room": "101", "w_action": "0", "w_mode": "1", "w_date": "20260102",
+                    "w_time": "0730"}),
+        ("wakeup", {"address": "103", "room": "103", "w_action": "1", "w_mode": "1", "w_date": "20260102",
+                    "w_time": "0730"})]
+    assert actions(commands) == ["mov", "wakeup", "wakeup"]
     assert hotel.rooms["103"].wakeups == {"w1": "2026-01-02T07:30:00"}
     assert hotel.rooms["101"].wakeups == {}
+
+
+def test_a_guest_moving_into_a_shared_room_takes_the_wake_ups_but_sharers_keep_theirs() -> None:
+    hotel = Hotel()
+    hotel.send(booking("b1", room="101"), wake("S"), booking("b2", room="103", guests=[guest("Mary")]))
+    commands = hotel.send(booking("b1", room="103"))  # alone in 101: its wake-up follows b1
+    assert actions(commands) == ["checkout", "wakeup", "wakeup"]
+    assert (hotel.rooms["101"].wakeups, hotel.rooms["103"].wakeups) == ({}, {"w1": "2026-01-02T07:30:00"})
+    hotel.send(booking("b3", room="102"), booking("b4", room="102", guests=[guest("Li")]),
+               {**wake("S", uid="w2"), "room": "102"})
+    assert actions(hotel.send(booking("b3", room="104"))) == ["update", "checkin"]  # b4 stays in 102
+    assert hotel.rooms["102"].wakeups == {"w2": "2026-01-02T07:30:00"} and hotel.rooms["104"].wakeups == {}
 
 
 def test_a_move_into_a_shared_room_checks_out_and_does_not_checkin() -> None:

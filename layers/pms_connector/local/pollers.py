@@ -1,9 +1,12 @@
-"""What AWS would do by itself and moto does not: ring the dispatcher on outbox inserts (the table's stream)
-and run the sweeper on its rate rule. Both call the functions' handlers unchanged, from background threads.
+"""What AWS would do by itself and moto does not: deliver the table's stream to the functions that listen to
+it (the dispatcher's doorbell, the wake-up supervisor), run the sweeper on its rate rule and fire the
+one-time schedules the supervisor creates. All call the functions' handlers unchanged, from background
+threads.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -50,17 +53,21 @@ def _timeout(template: Template, logical_id: str) -> float:
 
 
 def stream_doorbell(template: Template, table: str) -> Poller | None:
-    """Delivers the table's stream records to the function with a DynamoDB event on it (filter applied)."""
-    targets = [(lid, ev) for lid, res in template.of_type("AWS::Serverless::Function").items()
-               for ev in res["Properties"].get("Events", {}).values() if ev.get("Type") == "DynamoDB"]
+    """Delivers the table's stream records to each function with a DynamoDB event on it, through the event's
+    FilterCriteria, as Lambda's event source mapping does."""
+    targets = []
+    for lid, res in template.of_type("AWS::Serverless::Function").items():
+        for event in res["Properties"].get("Events", {}).values():
+            if event.get("Type") != "DynamoDB":
+                continue
+            filters = event["Properties"].get("FilterCriteria", {}).get("Filters", [])
+            patterns = [json.loads(f["Pattern"]) for f in filters]
+            targets.append((lid, template.load_handler(lid, instance=99), patterns, _timeout(template, lid)))
     if not targets:
         return None
-    logical_id, _ = targets[0]
-    handler = template.load_handler(logical_id, instance=99)
-    timeout = _timeout(template, logical_id)
     streams = boto3.client("dynamodbstreams")
     arn = boto3.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
-    consumed: dict[str, int] = {}  # shard id -> last sequence number handed to the function
+    consumed: dict[str, int] = {}  # shard id -> last sequence number handed to the functions
 
     def tick() -> None:
         for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
@@ -72,17 +79,110 @@ def stream_doorbell(template: Template, table: str) -> Poller | None:
                 position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": str(consumed[sid])}
             iterator = streams.get_shard_iterator(StreamArn=arn, ShardId=sid, **position)["ShardIterator"]
             got = streams.get_records(ShardIterator=iterator, Limit=100).get("Records", [])
-            records = [r for r in got if r.get("eventName") == "INSERT"
-                       and r["dynamodb"]["Keys"]["pk"]["S"].endswith("#outbox")]
-            if records:
-                for record in records:
-                    record["eventSourceARN"] = arn
-                handler({"Records": records}, _context(logical_id, timeout))
+            for record in got:
+                record["eventSourceARN"] = arn
+            for lid, handler, patterns, timeout in targets:
+                records = [r for r in got if not patterns or any(matches(p, r) for p in patterns)]
+                if records:
+                    answer = handler({"Records": records}, _context(lid, timeout)) or {}
+                    if answer.get("batchItemFailures"):
+                        log.error("%s could not handle %d stream record(s)", lid, len(answer["batchItemFailures"]))
             if got:
                 consumed[sid] = int(got[-1]["dynamodb"]["SequenceNumber"])
                 _forget_consumed(table, consumed[sid])
 
     return Poller("stream-doorbell", STREAM_POLL_SECONDS, tick)
+
+
+def matches(pattern: Any, value: Any) -> bool:
+    """The part of EventBridge/Lambda event filtering the template uses: nested objects, lists of allowed
+    values, and ``{"prefix": ...}`` / ``{"suffix": ...}``."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(k in value and matches(v, value[k]) for k, v in pattern.items())
+    if isinstance(pattern, list):
+        for allowed in pattern:
+            if isinstance(allowed, dict) and "suffix" in allowed:
+                if isinstance(value, str) and value.endswith(allowed["suffix"]):
+                    return True
+            elif isinstance(allowed, dict) and "prefix" in allowed:
+                if isinstance(value, str) and value.startswith(allowed["prefix"]):
+                    return True
+            elif value == allowed:
+                return True
+        return False
+    return bool(pattern == value)
+
+
+def one_time_schedules(template: Template, *, every: float = 1.0) -> Poller | None:
+    """Fires the one-time (``at()``) schedules the functions create in the template's schedule groups, as
+    EventBridge Scheduler does: at their time (a wall time in a spring-forward gap never fires; a repeated
+    one fires once, the first time), with the target's Input, retried per its RetryPolicy and then sent to
+    its dead-letter queue, and deleted afterwards when ActionAfterCompletion is DELETE."""
+    from datetime import UTC, datetime
+
+    from pms_connector.wakeups import parse_at
+
+    groups = list(template.schedule_groups().values())
+    if not groups:
+        return None
+    handlers: dict[str, tuple[str, Any, float]] = {}
+    for lid, res in template.of_type("AWS::Serverless::Function").items():
+        handlers[f"local-{lid}"] = (lid, None, _timeout(template, lid))
+        name = res["Properties"].get("FunctionName")
+        if name is not None:
+            handlers[str(template.resolve(name))] = (lid, None, _timeout(template, lid))
+    scheduler, sqs = boto3.client("scheduler"), boto3.client("sqs")
+    failures: dict[str, int] = {}
+    fired: list[dict[str, Any]] = []  # (for the runner's summary and tests) what ran, when it was due
+
+    def invoke(target: dict[str, Any]) -> None:
+        function = target["Arn"].rsplit(":function:", 1)[-1]
+        if function not in handlers:
+            raise RuntimeError(f"schedule target {target['Arn']} is not a function of this template")
+        lid, handler, timeout = handlers[function]
+        if handler is None:
+            handler = template.load_handler(lid, instance=97)
+            handlers[function] = (lid, handler, timeout)
+        handler(json.loads(target.get("Input") or "{}"), _context(lid, timeout))
+
+    def tick() -> None:
+        now = datetime.now(UTC)
+        for group in groups:
+            for summary in scheduler.list_schedules(GroupName=group).get("Schedules", []):
+                name = summary["Name"]
+                detail = scheduler.get_schedule(Name=name, GroupName=group)
+                expression = detail["ScheduleExpression"]
+                if not expression.startswith("at("):
+                    continue
+                when = parse_at(expression, detail.get("ScheduleExpressionTimezone") or "UTC")
+                if when is not None and when > now:
+                    continue
+                target: dict[str, Any] = dict(detail["Target"])
+                key = f"{group}/{name}"
+                if when is None:
+                    log.warning("schedule %s is in a DST gap: EventBridge Scheduler skips it", key)
+                else:
+                    try:
+                        invoke(target)
+                        fired.append({"name": name, "due": when.timestamp(), "fired": time.time()})
+                    except Exception:
+                        failures[key] = failures.get(key, 0) + 1
+                        attempts = target.get("RetryPolicy", {}).get("MaximumRetryAttempts", 185)
+                        if failures[key] <= attempts:
+                            log.exception("schedule %s failed (attempt %d); retrying", key, failures[key])
+                            continue
+                        dlq = target.get("DeadLetterConfig", {}).get("Arn")
+                        if dlq:
+                            url = sqs.get_queue_url(QueueName=dlq.rsplit(":", 1)[-1])["QueueUrl"]
+                            sqs.send_message(QueueUrl=url, MessageBody=target.get("Input") or "{}")
+                        log.error("schedule %s dead-lettered after %d attempts", key, failures[key])
+                failures.pop(key, None)
+                if detail.get("ActionAfterCompletion") == "DELETE" or when is None:
+                    scheduler.delete_schedule(Name=name, GroupName=group)
+
+    poller = Poller("one-time-schedules", every, tick)
+    poller.fired = fired  # type: ignore[attr-defined]
+    return poller
 
 
 def _forget_consumed(table: str, last_seq: int) -> None:

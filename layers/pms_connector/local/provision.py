@@ -18,7 +18,8 @@ from pms_connector.local.template import Template
 
 
 def create_resources(template: Template, session: boto3.session.Session | None = None) -> dict[str, str]:
-    """Create every table (with TTL) and event bus of the template; returns logical id → name."""
+    """Create every table (with TTL), event bus, queue and schedule group of the template; returns logical
+    id → name."""
     session = session or boto3.session.Session()
     dynamodb = session.client("dynamodb")
     events = session.client("events")
@@ -41,6 +42,18 @@ def create_resources(template: Template, session: boto3.session.Session | None =
             events.create_event_bus(Name=name)
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
+                raise
+        names[logical_id] = name
+    sqs = session.client("sqs")
+    for logical_id, name in template.queues().items():
+        sqs.create_queue(QueueName=name)  # idempotent for the same attributes
+        names[logical_id] = name
+    scheduler = session.client("scheduler")
+    for logical_id, name in template.schedule_groups().items():
+        try:
+            scheduler.create_schedule_group(Name=name)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConflictException":
                 raise
         names[logical_id] = name
     return names

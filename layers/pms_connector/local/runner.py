@@ -26,8 +26,8 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TextIO
@@ -244,6 +244,7 @@ class Running:
     server: ThreadingHTTPServer
     properties: dict[str, PropertyConfig]
     simulators: dict[str, Any]
+    pollers: dict[str, Any] = field(default_factory=dict)
 
 
 SIMULATOR_HOST = "ucm-simulator"  # ucm.base_url "https://ucm-simulator": the runner starts one for the property
@@ -267,6 +268,44 @@ def start_simulators(properties: Mapping[str, PropertyConfig], progress: Callabl
         progress(f"UCM simulator for {pid} on {simulator.url} (state: {simulator.url}/state, "
                  f"CA: {simulator.ca_path})")
     return simulators
+
+
+PMS_SIMULATOR_HOST = "pms-simulator"  # pms_server.url "http://pms-simulator": a simulated PMS to poll
+
+
+def start_pms_simulators(properties: Mapping[str, PropertyConfig], progress: Callable[[str], Any]
+                         ) -> dict[str, Any]:
+    """A simulated PMS (serving GET_REQUEST) for each property in polling mode pointed at the placeholder,
+    with a demo check-in and wake-up queued so the first poll has something to bring in."""
+    from pms_connector.auth import local_now
+    from pms_connector.pms.simulator import PmsSimulator
+
+    simulators: dict[str, Any] = {}
+    for pid, prop in properties.items():
+        server = prop.pms_server
+        if server is None or urlsplit(server.url).hostname != PMS_SIMULATOR_HOST:
+            continue
+        simulator = PmsSimulator(property_id=pid, auth=server.auth, user=server.user,
+                                 password=server.password.get_secret_value() if server.password else None,
+                                 token=server.token.get_secret_value() if server.token else None,
+                                 zone=prop.timezone)
+        simulator.start()
+        now = local_now(prop.zone)
+        tomorrow = (datetime.now(prop.zone) + timedelta(days=1)).strftime("%Y-%m-%dT07:00:00")
+        simulator.queue(
+            {"datetime": now, "action": "BOOKING", "booking_uid": "polled-1", "status": "checkin", "room": "201",
+             "account": "2001", "arrival": now, "departure": tomorrow,
+             "GUEST_LIST": [{"uid": "g1", "main": True, "name": "Ana", "surname": "García", "language": "es"}]},
+            {"datetime": now, "action": "WAKE", "room": "201", "mode": "S", "uid": "polled-w1", "waketime": tomorrow})
+        simulators[pid] = simulator
+        progress(f"PMS simulator for {pid} on {simulator.url} (state: {simulator.url}state)")
+    return simulators
+
+
+def _on_pms_simulator(prop: PropertyConfig, simulator: Any) -> PropertyConfig:
+    if simulator is None or prop.pms_server is None:
+        return prop
+    return prop.model_copy(update={"pms_server": prop.pms_server.model_copy(update={"url": simulator.url})})
 
 
 def _on_simulator(prop: PropertyConfig, simulator: Any) -> PropertyConfig:
@@ -297,28 +336,31 @@ def running(properties_path: str | Path, *, template_path: str | Path | None = N
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")  # no EMF blobs in a terminal
         simulators = start_simulators(properties, progress)
         properties = {pid: _on_simulator(prop, simulators.get(pid)) for pid, prop in properties.items()}
+        pms_simulators = start_pms_simulators(properties, progress)
+        properties = {pid: _on_pms_simulator(prop, pms_simulators.get(pid)) for pid, prop in properties.items()}
         push_properties(properties, parameter_prefix=environment["CONFIG_PARAMETER_PREFIX"],
                         secret_prefix=environment["CONFIG_SECRET_PREFIX"], progress=progress)
         server = make_http_server(LocalApi(template), host, port)
         thread = threading.Thread(target=server.serve_forever, name="local-api", daemon=True)
         thread.start()
-        from pms_connector.local.pollers import schedules, stream_doorbell
+        from pms_connector.local.pollers import one_time_schedules, schedules, stream_doorbell
 
         doorbell = stream_doorbell(template, names["ConnectorTable"])
-        pollers = [p for p in [doorbell, *schedules(template)] if p is not None]
+        pollers = [p for p in [doorbell, *schedules(template), one_time_schedules(template)] if p is not None]
         for poller in pollers:
             poller.start()
         progress(f"pollers: {', '.join(p.name for p in pollers) or 'none'}")
         bound_host, bound_port = str(server.server_address[0]), int(server.server_address[1])
         try:
-            yield Running(f"http://{bound_host}:{bound_port}", moto_url, server, properties, simulators)
+            yield Running(f"http://{bound_host}:{bound_port}", moto_url, server, properties, simulators,
+                          {p.name: p for p in pollers})
         finally:
             for poller in pollers:
                 poller.stop()
             server.shutdown()
             server.server_close()
             thread.join(timeout=5)
-            for simulator in simulators.values():
+            for simulator in [*simulators.values(), *pms_simulators.values()]:
                 simulator.stop()
 
 
@@ -354,6 +396,11 @@ def usage(url: str, properties: Mapping[str, PropertyConfig], now: datetime | No
     for pid, simulator in (simulators or {}).items():
         lines += [f"# 3. the guest on {pid}'s simulated UCM (what the phone shows):",
                   f"curl -s --cacert {shlex.quote(str(simulator.ca_path))} {simulator.url}/state", ""]
+    for prop in properties.values():
+        if prop.pms_server is not None:
+            lines += [f"# {prop.id} is in polling mode: the connector polls its PMS at {prop.pms_server.url} "
+                      "(every minute, then every poll_interval_seconds); what the PMS holds and received:",
+                      f"curl -s {prop.pms_server.url.rstrip('/')}/state", ""]
     lines.append("Press Ctrl-C to stop.")
     return "\n".join(lines)
 

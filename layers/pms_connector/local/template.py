@@ -164,10 +164,32 @@ class Template:
             if name in self.resources:
                 return self.physical_name(name)
             return self._pseudo(name)
+        if isinstance(value, dict) and "Fn::GetAtt" in value:
+            logical_id, attribute = value["Fn::GetAtt"]
+            return self.attribute(logical_id, attribute)
         if isinstance(value, dict) and "Fn::Sub" in value:
             text = value["Fn::Sub"]
             return re.sub(r"\$\{([\w:.]+)\}", lambda m: str(self.resolve({"Ref": m.group(1)})), text)
         return value
+
+    def attribute(self, logical_id: str, attribute: str) -> str:
+        """Fn::GetAtt for the attributes the functions' environment uses (ARNs and names)."""
+        kind = self.resources[logical_id]["Type"]
+        name = self.physical_name(logical_id)
+        account, region = self._pseudo("AWS::AccountId"), self._pseudo("AWS::Region")
+        if attribute in ("QueueName", "Name"):
+            return name
+        if attribute == "Arn" and kind == "AWS::SQS::Queue":
+            return f"arn:aws:sqs:{region}:{account}:{name}"
+        if attribute == "Arn" and kind == "AWS::IAM::Role":
+            return f"arn:aws:iam::{account}:role/{name}"
+        raise ValueError(f"Fn::GetAtt {logical_id}.{attribute} is not supported by the local runner")
+
+    def queues(self) -> dict[str, str]:
+        return {lid: self.physical_name(lid) for lid in self.of_type("AWS::SQS::Queue")}
+
+    def schedule_groups(self) -> dict[str, str]:
+        return {lid: self.physical_name(lid) for lid in self.of_type("AWS::Scheduler::ScheduleGroup")}
 
     def _pseudo(self, name: str) -> str:
         return {

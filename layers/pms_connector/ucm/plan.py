@@ -170,13 +170,28 @@ class Planner:
             moved_display = {**shown.display, "address": display["address"], "room": new_name}
             if moved_display != display:
                 self._send("update", display)
-            # The UCM moves the guest's wake-ups with the guest.
             self._set_room(replace(remaining, wakeups={}))
-            self._set_room(replace(new, occupants=(Occupant(uid, display),),
-                                   wakeups={**new.wakeups, **old.wakeups}))
+            self._set_room(replace(new, occupants=(Occupant(uid, display),), wakeups=dict(new.wakeups)))
+            self._carry_wakeups(old_name, new_name, old.wakeups)
             return
+        alone = not remaining.occupants
         self._leave(uid, old_name)
         self._enter(uid, new_name, record)
+        if alone:  # the room's wake-ups were this guest's: they follow the guest
+            self._carry_wakeups(old_name, new_name, old.wakeups)
+
+    def _carry_wakeups(self, old_name: str, new_name: str, wakeups: Mapping[str, str]) -> None:
+        """Re-program a moved guest's wake-ups: cancelled on the old address (in case the UCM kept them
+        there, where the next guest would be woken) and set on the new one (in case it did not move them).
+        Both are harmless when the UCM already moved them with ``mov``."""
+        new = self.room(new_name)
+        for waketime in sorted(set(wakeups.values())):
+            self._send("wakeup", self._wakeup(old_name, waketime, set_=False))
+            if waketime not in new.wakeups.values():
+                self._send("wakeup", self._wakeup(new_name, waketime, set_=True))
+        old = self.room(old_name)
+        self._set_room(replace(old, wakeups={k: v for k, v in old.wakeups.items() if k not in wakeups}))
+        self._set_room(replace(new, wakeups={**new.wakeups, **wakeups}))
 
     def _leave(self, uid: str, room_name: str) -> None:
         room = self.room(room_name)
