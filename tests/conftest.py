@@ -201,7 +201,8 @@ def local_stamp(tz: str = "Europe/Madrid", now: datetime | None = None) -> str:
 class IamRecorder:
     """The IAM actions behind each AWS call; a transaction needs the action of each of its items."""
 
-    SERVICE = {"dynamodb": "dynamodb", "ssm": "ssm", "secrets-manager": "secretsmanager"}
+    SERVICE = {"dynamodb": "dynamodb", "ssm": "ssm", "secrets-manager": "secretsmanager",
+               "scheduler": "scheduler", "sns": "sns", "eventbridge": "events"}
     TRANSACT = {
         "Put": "PutItem",
         "Update": "UpdateItem",
@@ -232,6 +233,7 @@ def iam(deployment: Deployment) -> IamRecorder:
     recorder = IamRecorder()
     DEFAULT_PROVIDERS["ssm"] = parameters.SSMProvider()
     DEFAULT_PROVIDERS["secrets"] = parameters.SecretsProvider()
-    for client in (aws.dynamodb(), DEFAULT_PROVIDERS["ssm"].client, DEFAULT_PROVIDERS["secrets"].client):
+    for client in (aws.dynamodb(), DEFAULT_PROVIDERS["ssm"].client, DEFAULT_PROVIDERS["secrets"].client,
+                   aws.scheduler(), aws.sns(), aws.events()):
         client.meta.events.register("provide-client-params.*.*", recorder)
     return recorder

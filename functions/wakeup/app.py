@@ -70,7 +70,8 @@ def _reconcile(record: dict[str, Any], target_arn: str) -> None:
     if prop is None:
         logger.warning("wake-up of an unknown property left unsupervised", extra={"uid": wakeup.uid})
         return
-    _scheduler().arm(prop, wakeup, target_arn=target_arn, now=datetime.now(UTC))
+    replacing = before is not None and before.status == "set" and before.result is None
+    _scheduler().arm(prop, wakeup, target_arn=target_arn, now=datetime.now(UTC), replacing=replacing)
     logger.info("wake-up schedules armed", extra={"uid": wakeup.uid, "gen": wakeup.gen})
 
 

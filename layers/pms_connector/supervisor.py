@@ -2,7 +2,7 @@
 
 AWS calls, measured in tests/integration/test_wakeups.py:
 - a wake-up set: 2 CreateSchedule (the Scheduler deletes both after they run: ActionAfterCompletion DELETE);
-  a new time: 2 UpdateSchedule; a cancel: 2 DeleteSchedule.
+  a new time: 2 UpdateSchedule; a cancel: 2 DeleteSchedule. So 2 per wake-up, 4 with a cancel.
 - the at-risk check: GetItem + BatchGetItem; when not confirmed also the re-push (Query + TransactWriteItems),
   an SNS Publish and an UpdateItem.
 - the result: GetItem + BatchGetItem + 2 Query + TransactWriteItems + PutEvents + UpdateItem.
@@ -133,16 +133,20 @@ class WakeupScheduler:
             self._client = aws.scheduler()
         return self._client
 
-    def arm(self, prop: PropertyConfig, wakeup: Wakeup, *, target_arn: str, now: datetime) -> None:
-        """Create both schedules, or update them when they exist (a new time, or a retried stream batch)."""
+    def arm(self, prop: PropertyConfig, wakeup: Wakeup, *, target_arn: str, now: datetime,
+            replacing: bool = False) -> None:
+        """Create both schedules (``replacing``: update them, the wake-up had a time already). Either way the
+        other call is the fallback: a retried stream batch finds them created, a fired one finds them gone."""
         for request in schedule_requests(prop, wakeup, group=self.group, target_arn=target_arn,
                                          role_arn=self.role_arn, dlq_arn=self.dlq_arn, now=now):
+            first, second = ((self.client.update_schedule, self.client.create_schedule) if replacing else
+                             (self.client.create_schedule, self.client.update_schedule))
             try:
-                self.client.create_schedule(**request)
+                first(**request)
             except ClientError as exc:
-                if exc.response["Error"]["Code"] != "ConflictException":
+                if exc.response["Error"]["Code"] not in ("ConflictException", "ResourceNotFoundException"):
                     raise
-                self.client.update_schedule(**request)
+                second(**request)
 
     def disarm(self, property_id: str, uid: str) -> None:
         kinds: tuple[Kind, ...] = ("at_risk", "result")

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.conftest import Deployment, property_document
+from tests.conftest import Deployment, IamRecorder, property_document
 from tests.helpers import ingest_event
 
 PID = "wake-hotel"
@@ -155,6 +155,13 @@ def test_a_wake_up_is_armed_with_two_schedules_in_the_property_zone(hotel: Hotel
         assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
         assert target["Arn"].endswith(":function:pms-connector-test")  # the supervisor itself
     assert hotel.scheduler_calls == ["CreateSchedule", "CreateSchedule"]
+    hotel.position.clear()  # the stream batch delivered again (a retried batch): no second pair
+    hotel.stream()
+    assert sorted(hotel.schedules()) == ["result", "risk"]
+    again = hotel.schedules()
+    assert {k: v["ScheduleExpression"] for k, v in again.items()} == \
+        {k: v["ScheduleExpression"] for k, v in schedules.items()}
+    assert hotel.scheduler_calls[2:] == ["CreateSchedule", "UpdateSchedule"] * 2
 
 
 def test_with_the_ucm_up_the_result_is_E_once_whatever_the_scheduler_repeats(hotel: Hotel) -> None:
@@ -228,8 +235,7 @@ def test_a_cancel_deletes_the_schedules_and_a_new_time_replaces_them(hotel: Hote
     hotel.pms(wake("C", tomorrow("07:40")))
     hotel.stream()
     assert hotel.schedules() == {}
-    assert hotel.scheduler_calls == ["CreateSchedule"] * 2 + ["CreateSchedule", "UpdateSchedule"] * 2 + \
-        ["DeleteSchedule"] * 2
+    assert hotel.scheduler_calls == ["CreateSchedule"] * 2 + ["UpdateSchedule"] * 2 + ["DeleteSchedule"] * 2
     hotel.dispatch()
     assert hotel.sim.state()["wakeups"]["101"] == []
 
@@ -259,19 +265,30 @@ def test_a_wake_time_in_the_past_is_refused_naming_the_field(hotel: Hotel) -> No
     assert issue["field"] == "waketime" and "in the past" in issue["reason"] and "Europe/Madrid" in issue["reason"]
 
 
-def test_the_supervisor_policy_allows_what_it_calls(hotel: Hotel) -> None:
-    """Scheduler, SNS and EventBridge actions used in these timelines are all in the function's policy."""
-    actions = set()
-    for policy in hotel.dep.template.resources["WakeupFunction"]["Properties"]["Policies"]:
-        for statement in policy["Statement"]:
-            actions.update(statement["Action"])
+def test_the_supervisor_policy_allows_exactly_what_it_calls(hotel: Hotel, iam: IamRecorder) -> None:
+    """Arm, at risk (re-push, front-desk alert), result (FIFO, inbound, bus), cancel. The queue's
+    sqs:SendMessage is the stream mapping's on-failure destination: Lambda sends there, not the code."""
+    from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
+
+    from pms_connector import api
+    from tests.integration.test_aws_calls import policy_actions
+
     hotel.pms(checkin("101"), wake("S", tomorrow("07:00")))
+    for provider in DEFAULT_PROVIDERS.values():  # a fresh supervisor container reads the config itself
+        provider.clear_cache()
+    api.directory.cache_clear()
+    iam.actions.clear()
     hotel.stream()
-    hotel.fire("risk")
-    hotel.pms(wake("C", tomorrow("07:00")))
-    hotel.stream()
-    used = {f"scheduler:{call}" for call in hotel.scheduler_calls} | {"sns:Publish"}
-    assert used <= actions
+    assert hotel.fire("risk") == "at risk"
+    hotel.dispatch()
+    assert hotel.fire("result") == "result E"
+    for mode, hhmm in (("S", "07:10"), ("S", "07:20"), ("C", "07:20")):  # armed, moved, cancelled
+        hotel.pms(wake(mode, tomorrow(hhmm), uid="w2"))
+        hotel.stream()
+    dispatcher_only = {"dynamodb:DeleteItem"}  # the dispatch above ran in the same process
+    # iam:PassRole is checked by the Scheduler when a schedule names the role; sqs:SendMessage is Lambda's.
+    implicit = {"iam:PassRole", "sqs:SendMessage"}
+    assert iam.actions - dispatcher_only == policy_actions(hotel.dep, "WakeupFunction") - implicit
 
 
 def test_the_sample_events_drive_the_supervisor_and_the_poller(deployment: Deployment) -> None:
