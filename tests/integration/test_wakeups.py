@@ -311,3 +311,27 @@ def test_the_sample_events_drive_the_supervisor_and_the_poller(deployment: Deplo
 
     result = deployment.handler("PollerFunction")(load_event("poller-schedule"), Short())
     assert result["reports"]["demo-resort"]["buffered"] is True
+
+
+@pytest.mark.parametrize(("waketime", "risk", "result"), [
+    # Spring gap (02:00-03:00 does not exist): 02:30 is read as 03:30 CEST (01:30 UTC); the check 10 minutes
+    # before is 03:20 CEST, never the non-existent 02:20 the Scheduler would skip; the result is at 03:35.
+    ("2027-03-28T02:30:00", ("at(2027-03-28T03:20:00)", "Europe/Madrid"), ("at(2027-03-28T03:35:00)", "Europe/Madrid")),
+    # Autumn repeat (02:00-03:00 happens twice): 02:30 is the first one (00:30 UTC); both checks fall in the
+    # repeated hour, where a wall time would be ambiguous, so they are written in UTC.
+    ("2027-10-31T02:30:00", ("at(2027-10-31T00:20:00)", "UTC"), ("at(2027-10-31T00:35:00)", "UTC")),
+])
+def test_dst_wake_ups_get_schedules_that_fire_at_the_intended_instants(
+    hotel: Hotel, waketime: str, risk: tuple[str, str], result: tuple[str, str]
+) -> None:
+    from pms_connector.wakeups import parse_at, wake_instant
+
+    hotel.pms(checkin("101"), wake("S", waketime))
+    hotel.stream()
+    schedules = hotel.schedules()
+    made = {k: (v["ScheduleExpression"], v["ScheduleExpressionTimezone"]) for k, v in schedules.items()}
+    assert made == {"risk": risk, "result": result}
+    due = wake_instant(waketime, ZONE)
+    # What EventBridge Scheduler does with them (as documented; the local runner's scheduler does the same):
+    assert parse_at(*risk) == due - timedelta(minutes=10)
+    assert parse_at(*result) == due + timedelta(minutes=5)
