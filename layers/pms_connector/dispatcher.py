@@ -101,6 +101,15 @@ def dispatch_property(
                 store.set_due(prop.id, now, batch[-1].seq, since=command.created_at)
                 result.next_due = now
                 return result
+            if _wake_time_passed(command, prop, now):
+                # Never program a wake-up after its time (the UCM was unreachable until then): the wake-up's
+                # result check reports F, and nothing rings late.
+                store.park(prop.id, owner, command, "wake-up time passed before the UCM could be programmed",
+                           release=False, status="expired")
+                logger.warning("ucm wake-up expired unsent", extra={"seq": command.seq})
+                metrics.add_metric(name="UcmWakeupExpired", unit="Count", value=1)
+                done = command.seq
+                continue
             # The last command the query knows of: finishing it may let the lease go in the same call.
             last_known = position == len(batch) - 1 and len(batch) < BATCH
             reply = _send_reconciled(client, command, command_from_dict, with_short_names,
@@ -175,6 +184,19 @@ def _send_reconciled(
         return reply
     logger.info("ucm reconcile", extra={"seq": command.seq, "action": command.action, "code": reply.code})
     return client.send(follow_up, timeout_s=_timeout(remaining_ms))  # type: ignore[arg-type]
+
+
+def _wake_time_passed(command: OutboxCommand, prop: PropertyConfig, now: int) -> bool:
+    fields = command.fields
+    if command.action != "wakeup" or fields.get("w_action") != "1" or not fields.get("w_date"):
+        return False
+    from datetime import datetime
+
+    try:
+        local = datetime.strptime(fields["w_date"] + fields.get("w_time", "0000"), "%Y%m%d%H%M")
+    except ValueError:
+        return False
+    return local.replace(tzinfo=prop.zone).timestamp() + 60 <= now
 
 
 def _timeout(remaining_ms: Callable[[], int]) -> float:

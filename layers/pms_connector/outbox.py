@@ -177,8 +177,10 @@ class OutboxStore(ConnectorStore):
             return False
         return True
 
-    def park(self, property_id: str, owner: str, command: OutboxCommand, error: str, *, release: bool) -> None:
-        """Keep the command, visible as parked, and let the property's later commands go on."""
+    def park(self, property_id: str, owner: str, command: OutboxCommand, error: str, *, release: bool,
+             status: str = "parked") -> None:
+        """Keep the command, visible as parked, and let the property's later commands go on. ``expired``: a
+        command that no longer makes sense (a wake-up whose time has passed): finished, not alarmed."""
         meta_update = self._meta_update(property_id, owner, "SET done_up_to = :seq" + _remove(
             ["lease_owner", "lease_until"] if release else []), {":seq": _n(command.seq)})
         transaction: list[TransactWriteItemTypeDef] = [
@@ -187,14 +189,15 @@ class OutboxStore(ConnectorStore):
                 "Key": {"pk": _s(f"{property_id}#outbox"), "sk": _s(seq_key(command.seq))},
                 "UpdateExpression": "SET #status = :parked, last_error = :error, attempts = :attempts",
                 "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {":parked": _s("parked"), ":error": _s(error[:500]),
+                "ExpressionAttributeValues": {":parked": _s(status), ":error": _s(error[:500]),
                                               ":attempts": _n(command.attempts + 1)},
             }},
             {"Update": meta_update},  # type: ignore[typeddict-item]
-            {"Put": {"TableName": self.table, "Item": {
-                "pk": _s(PARKED_PK), "sk": _s(f"{property_id}#{seq_key(command.seq)}"),
-                "expires_at": _n((command.created_at or int(self._clock())) + COMMAND_RETENTION_SECONDS)}}},
         ]
+        if status == "parked":
+            transaction.append({"Put": {"TableName": self.table, "Item": {
+                "pk": _s(PARKED_PK), "sk": _s(f"{property_id}#{seq_key(command.seq)}"),
+                "expires_at": _n((command.created_at or int(self._clock())) + COMMAND_RETENTION_SECONDS)}}})
         self._transact(transaction)
 
     def reschedule(self, property_id: str, command: OutboxCommand, *, next_attempt_at: int, error: str) -> None:

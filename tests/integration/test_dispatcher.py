@@ -306,7 +306,7 @@ def test_a_day_of_a_small_hotel_under_random_faults_ends_as_the_pms_intended(sit
             events.append({"datetime": "2026-01-01T10:00:00", "action": "WAKE",
                            "room": rng.choice(sorted(in_house.values())),
                            "mode": rng.choice(["S", "S", "C"]), "uid": f"w{rng.randrange(3)}",
-                           "waketime": f"2026-01-02T0{rng.randrange(5, 9)}:{rng.choice(['00', '30'])}:00"})
+                           "waketime": f"2035-01-02T0{rng.randrange(5, 9)}:{rng.choice(['00', '30'])}:00"})
     log_start = len(site.sim.log())
     site.sim.set_random_faults(0.3, seed=7)
     for event in events:
@@ -357,3 +357,18 @@ def test_a_command_enqueued_while_the_last_one_is_sent_is_sent_in_the_same_run(s
     assert result.ok == 2
     assert site.guest("102") is not None
     assert site.store.acquire(site.prop.id, "someone-else", now=int(site.clock.now), lease_seconds=5) is not None
+
+
+def test_a_wake_up_whose_time_passed_while_the_ucm_was_away_is_never_sent_late(site: Site) -> None:
+    site.pms(booking("b1", "101"), {"datetime": "2026-01-01T10:00:00", "action": "WAKE", "room": "101",
+                                    "mode": "S", "uid": "w1", "waketime": "2027-01-15T12:00:00"})
+    site.sim.fail_next(1, code=22, action="wakeup")  # the UCM is busy; the retry comes after the wake-up time
+    first = site.dispatch()
+    assert first.retried == 1
+    site.clock.now = 1_800_000_000 + 86_400 * 3  # days later
+    site.dispatch()
+    _, commands = site.store.listing(site.prop.id)
+    assert [(c.action, c.status) for c in commands] == [("checkin", "pending"), ("wakeup", "expired")]
+    assert site.store.parked_counts() == {}  # not an operator's problem: the result check reports F
+    assert [e["action"] for e in site.sim.log() if e["address"] == "101"][-2:] == ["checkin", "wakeup"]
+    assert site.sim.state()["wakeups"]["101"] == []
