@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 PORT   ?= 3000
 PROPERTIES ?= examples/demo-properties.yaml
 
-.PHONY: install run test lint unit integration e2e test-slow clean
+.PHONY: install run test lint unit integration e2e test-slow sam-validate clean
 
 install: $(VENV)/.installed
 
@@ -43,5 +43,11 @@ e2e: install
 test-slow: install
 	$(BIN)/python -m pytest -m slow
 
+## SAM's own validation (the transform and its lint), offline; the SAM CLI lives in its own venv (.venv-sam).
+sam-validate:
+	test -x .venv-sam/bin/sam || ($(PYTHON) -m venv .venv-sam && .venv-sam/bin/python -m pip install --quiet aws-sam-cli)
+	AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline SAM_CLI_TELEMETRY=0 \
+		.venv-sam/bin/sam validate --lint --template template.yaml
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) .venv-sam .pytest_cache .mypy_cache .ruff_cache .aws-sam
