@@ -70,16 +70,21 @@ def authenticate_httppms(
 
 def _check_basic(settings: HttppmsSettings, authorization: str | None) -> None:
     assert settings.user is not None and settings.password is not None
+    if not basic_matches(authorization, settings.user, settings.password.get_secret_value()):
+        raise AuthenticationFailed()
+
+
+def basic_matches(authorization: str | None, user: str, password: str) -> bool:
+    """An ``Authorization: Basic`` header carrying exactly these credentials (RFC 7617), compared in
+    constant time; both parts are always compared so the timing says nothing about which one was wrong."""
     scheme, _, encoded = (authorization or "").partition(" ")
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
         decoded = ""
-    user, sep, password = decoded.partition(":")
-    user_ok = _same(user, settings.user)
-    password_ok = _same(password, settings.password.get_secret_value())
-    if scheme.lower() != "basic" or not sep or not (user_ok and password_ok):
-        raise AuthenticationFailed()
+    given_user, sep, given_password = decoded.partition(":")
+    user_ok, password_ok = _same(given_user, user), _same(given_password, password)
+    return scheme.lower() == "basic" and bool(sep) and user_ok and password_ok
 
 
 def _check_md5(

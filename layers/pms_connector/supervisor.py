@@ -61,10 +61,10 @@ class WakeupStore(OutboxStore):
 
     def repush(self, prop: PropertyConfig, wakeup: Wakeup) -> int:
         """Queue the wake-up's programming again (a parked or lost command gets one more chance)."""
+        from pms_connector.ucm.plan import wakeup_fields
+
         assert prop.ucm is not None
-        when = datetime.strptime(wakeup.waketime, DATETIME_FORMAT)
-        fields = {"address": prop.ucm.address(wakeup.room), "room": wakeup.room, "w_action": "1", "w_mode": "1",
-                  "w_date": when.strftime("%Y%m%d"), "w_time": when.strftime("%H%M")}
+        fields = wakeup_fields(prop.ucm.address(wakeup.room), wakeup.room, wakeup.waketime, set_=True)
         return self.enqueue(prop.id, [("wakeup", fields)])[0]
 
     def mark_alerted(self, wakeup: Wakeup, seq: int | None) -> None:

@@ -63,8 +63,6 @@ WAKE is not received. ``requests()`` logs every POST in arrival order: ``{"actio
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import copy
 import hashlib
@@ -87,6 +85,8 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
+
+from pms_connector.auth import basic_matches
 
 __all__ = ["MAX_BATCH", "MAX_BODY_BYTES", "PmsSimulator"]
 
@@ -346,14 +346,7 @@ class PmsSimulator:
         """Raise _Refused unless the request carries this PMS's credentials."""
         if self.auth == "basic":
             assert self._user is not None and self._password is not None
-            scheme, _, encoded = (authorization or "").partition(" ")
-            try:
-                decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-            except (binascii.Error, UnicodeDecodeError):
-                decoded = ""
-            user, sep, password = decoded.partition(":")
-            user_ok, password_ok = _same(user, self._user), _same(password, self._password)
-            if scheme.lower() != "basic" or not sep or not (user_ok and password_ok):
+            if not basic_matches(authorization, self._user, self._password):
                 raise _Refused(204, "authentication failed")
         elif self.auth == "token":
             assert self._token is not None

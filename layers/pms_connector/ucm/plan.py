@@ -307,9 +307,14 @@ class Planner:
         return datetime.strptime(value, DATETIME_FORMAT).strftime(self.ucm.date_format)
 
     def _wakeup(self, room_name: str, waketime: str, *, set_: bool) -> dict[str, str]:
-        moment = datetime.strptime(waketime, DATETIME_FORMAT)
-        return {"address": self._address(room_name), "room": room_name, "w_action": "1" if set_ else "0",
-                "w_mode": "1", "w_date": moment.strftime("%Y%m%d"), "w_time": moment.strftime("%H%M")}
+        return wakeup_fields(self._address(room_name), room_name, waketime, set_=set_)
+
+
+def wakeup_fields(address: str, room: str, waketime: str, *, set_: bool) -> dict[str, str]:
+    """The guide's ``wakeup`` fields for a PMS wake time (local YYYY-MM-DDTHH:NN:SS): a one-time call."""
+    moment = datetime.strptime(waketime, DATETIME_FORMAT)
+    return {"address": address, "room": room, "w_action": "1" if set_ else "0", "w_mode": "1",
+            "w_date": moment.strftime("%Y%m%d"), "w_time": moment.strftime("%H%M")}
 
 
 def main_guest(record: Mapping[str, Any]) -> Mapping[str, Any] | None:
