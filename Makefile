@@ -26,7 +26,7 @@ test: lint
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: install
-	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml infra/*.yaml
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
@@ -43,11 +43,13 @@ e2e: install
 test-slow: install
 	$(BIN)/python -m pytest -m slow
 
-## SAM's own validation (the transform and its lint), offline; the SAM CLI lives in its own venv (.venv-sam).
+## SAM's own validation (the transform and its lint) of every template, offline; the SAM CLI lives in its own venv (.venv-sam).
 sam-validate:
 	test -x .venv-sam/bin/sam || ($(PYTHON) -m venv .venv-sam && .venv-sam/bin/python -m pip install --quiet aws-sam-cli)
-	AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline SAM_CLI_TELEMETRY=0 \
-		.venv-sam/bin/sam validate --lint --template template.yaml
+	for template in template.yaml infra/*.yaml; do \
+		AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline SAM_CLI_TELEMETRY=0 \
+			.venv-sam/bin/sam validate --lint --template $$template || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) .venv-sam .pytest_cache .mypy_cache .ruff_cache .aws-sam

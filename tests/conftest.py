@@ -237,3 +237,61 @@ def iam(deployment: Deployment) -> IamRecorder:
                    aws.scheduler(), aws.sns(), aws.events()):
         client.meta.events.register("provide-client-params.*.*", recorder)
     return recorder
+
+
+# --- nothing leaks: every line logged during the session is scanned for the secrets and guest data used ---
+_SESSION_SCAN: list[Any] = []  # [LeakScan, its context manager] while the session runs
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from tests.leakscan import LeakScan, scanning
+
+    scan = LeakScan()
+    context = scanning(scan)
+    context.__enter__()
+    _SESSION_SCAN[:] = [scan, context]
+    # Every line the product could write in production (LogLevel=DEBUG is allowed) and httpx's request lines
+    # (the UCM's GET API puts the command in the URL query) are produced, so the scan sees them. botocore
+    # stays quiet: at DEBUG it logs whole request bodies, which is its business, not the product's.
+    import logging
+
+    from pms_connector.observability import logger
+
+    logging.getLogger(logger.name).setLevel(logging.DEBUG)
+    logging.getLogger("httpx").setLevel(logging.INFO)
+
+
+def session_scan() -> Any:
+    """The session's LeakScan (tests/leakscan.py), for output that does not pass through this process's
+    loggers: the local runner's subprocess in the e2e tests."""
+    return _SESSION_SCAN[0] if _SESSION_SCAN else None
+
+
+@pytest.fixture
+def planting_leaks() -> Iterator[None]:
+    """For tests of the scan itself: the session's scan does not record what they log on purpose."""
+    if _SESSION_SCAN:
+        _SESSION_SCAN[0].paused = True
+    try:
+        yield
+    finally:
+        if _SESSION_SCAN:
+            _SESSION_SCAN[0].paused = False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if not _SESSION_SCAN:
+        return
+    scan, context = _SESSION_SCAN
+    context.__exit__(None, None, None)
+    _SESSION_SCAN.clear()
+    leaks = scan.leaks()
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"leak scan: {len(scan.lines)} log lines searched for {len(scan.values)} secret and "
+                            f"guest-data values: {len(leaks)} leak(s)")
+        for leak in leaks[:20]:
+            reporter.write_line(f"  LEAK {leak}", red=True)
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

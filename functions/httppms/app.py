@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pms_connector import api
 from pms_connector.httppms import handle_request
-from pms_connector.observability import logger, metrics
+from pms_connector.observability import logger, metrics, trace_calls, tracer
 
 
 def httppms(request: api.Request) -> api.Response:
@@ -26,8 +26,12 @@ def httppms(request: api.Request) -> api.Response:
 ROUTES = {"POST /httppms": httppms, "POST /httppms/{property}": httppms}
 
 
+trace_calls(("botocore",))
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # An invocation that ends without a metric is not flushed: drop any dimension it left behind.
     metrics.clear_metrics()

@@ -12,7 +12,7 @@ from pms_connector import api, ingest
 from pms_connector.auth import check_ingest_key
 from pms_connector.config import PropertyConfig
 from pms_connector.errors import InvalidField
-from pms_connector.observability import logger, metrics
+from pms_connector.observability import logger, metrics, trace_calls, tracer
 
 
 def _authorized(request: api.Request) -> PropertyConfig:
@@ -20,7 +20,6 @@ def _authorized(request: api.Request) -> PropertyConfig:
     check_ingest_key(prop, request.headers.get("authorization"))
     assert prop is not None
     logger.append_keys(property=prop.id)
-    metrics.add_dimension("property", prop.id)
     return prop
 
 
@@ -74,8 +73,12 @@ ROUTES = {
 }
 
 
+trace_calls(("botocore",))
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # An invocation that ends without a metric is not flushed: drop any dimension it left behind.
     metrics.clear_metrics()

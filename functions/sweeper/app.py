@@ -12,11 +12,14 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pms_connector import api, sites
-from pms_connector.observability import logger, metrics
+from pms_connector.observability import logger, metrics, trace_calls, tracer
+
+trace_calls(("botocore", "httpx"))
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.clear_metrics()
     store = sites.outbox_store()

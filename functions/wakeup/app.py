@@ -13,18 +13,28 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from pms_connector import api
-from pms_connector.observability import logger, metrics
+from pms_connector.observability import logger, metrics, trace_calls, tracer
 from pms_connector.supervisor import WakeupScheduler, WakeupStore, check, sns_alert
 from pms_connector.wakeups import wakeup_from_item
 
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
+
+
+@cache
+def _processor() -> BatchProcessor:
+    # Loaded by the first stream batch only: Powertools' batch utility imports every event data class, and a
+    # container started by a wake-up check (which has a deadline) should not pay for that.
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+    return BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
 def _store() -> WakeupStore:  # cheap: the boto3 client underneath is the package's, created once
@@ -38,18 +48,24 @@ def _scheduler() -> WakeupScheduler:
                            os.environ.get("WAKEUP_DLQ_ARN") or None)
 
 
+trace_calls(("botocore",))
+
+
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.clear_metrics()
     if "wakeup" in event:
         return _run_check(event)
+    from aws_lambda_powertools.utilities.batch import process_partial_response
+
     target_arn = context.invoked_function_arn
 
     def arm(record: DynamoDBRecord) -> None:
         _reconcile(record.raw_event, target_arn)
 
-    return dict(process_partial_response(event=event, record_handler=arm, processor=processor, context=context))
+    return dict(process_partial_response(event=event, record_handler=arm, processor=_processor(), context=context))
 
 
 def _reconcile(record: dict[str, Any], target_arn: str) -> None:
@@ -85,7 +101,6 @@ def _run_check(event: dict[str, Any]) -> dict[str, Any]:
     if prop is None:
         logger.warning("wake-up check for an unknown property", extra={"kind": kind})
         return {"outcome": "unknown property"}
-    metrics.add_dimension("property", pid)
     outcome = check(kind, prop, uid, int(event["gen"]), store=_store(),
                     publisher=EventPublisher(get_settings().event_bus_name), alert=sns_alert)
     logger.info("wake-up check done", extra={"kind": kind, "outcome": outcome})

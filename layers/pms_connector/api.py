@@ -199,7 +199,8 @@ def directory() -> ParameterStoreDirectory:
 
     settings = get_settings()
     return ParameterStoreDirectory(
-        settings.config_parameter_prefix, settings.config_secret_prefix, settings.config_cache_seconds
+        settings.config_parameter_prefix, settings.config_secret_prefix, settings.config_cache_seconds,
+        secret_cache_seconds=settings.config_secret_cache_seconds,
     )
 
 

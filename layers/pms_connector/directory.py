@@ -1,8 +1,9 @@
 """Where property configurations come from: SSM Parameter Store + Secrets Manager on AWS, a dict in tests.
 
 On AWS a property's document (without secrets) is the SSM parameter ``{CONFIG_PARAMETER_PREFIX}/{id}`` and
-its secrets the secret ``{CONFIG_SECRET_PREFIX}/{id}``; both are cached for ``CONFIG_CACHE_SECONDS`` by
-Powertools' parameters utility, so a warm container reads neither on a request. A property added by its
+its secrets the secret ``{CONFIG_SECRET_PREFIX}/{id}``; Powertools' parameters utility caches the document for
+``CONFIG_CACHE_SECONDS`` and the secret for ``CONFIG_SECRET_CACHE_SECONDS`` (longer: every GetSecretValue is
+billed, from every warm container), so a warm container reads neither on a request. A property added by its
 stack is live within that cache time; an unknown id is remembered for a minute so probing for property
 names cannot drive SSM calls.
 """
@@ -30,6 +31,11 @@ class PropertyDirectory(Protocol):
         """The property's validated configuration, or None when there is no such property."""
         ...
 
+    def gone(self, property_id: str) -> bool:
+        """True only when the property does not exist any more (its config deleted), read fresh: an invalid
+        or unreadable config is not gone. ConfigUnavailable when that cannot be told now."""
+        ...
+
 
 class StaticDirectory:
     """Properties held in memory (tests, one-off tools)."""
@@ -40,14 +46,19 @@ class StaticDirectory:
     def get(self, property_id: str) -> PropertyConfig | None:
         return self._properties.get(property_id)
 
+    def gone(self, property_id: str) -> bool:
+        return property_id not in self._properties
+
 
 class ParameterStoreDirectory:
     """Properties from SSM Parameter Store and Secrets Manager, cached with a TTL."""
 
-    def __init__(self, parameter_prefix: str, secret_prefix: str, cache_seconds: int = 300) -> None:
+    def __init__(self, parameter_prefix: str, secret_prefix: str, cache_seconds: int = 300, *,
+                 secret_cache_seconds: int | None = None) -> None:
         self.parameter_prefix = parameter_prefix.rstrip("/")
         self.secret_prefix = secret_prefix.rstrip("/")
         self.cache_seconds = cache_seconds
+        self.secret_cache_seconds = cache_seconds if secret_cache_seconds is None else secret_cache_seconds
         self._unknown: dict[str, float] = {}
         self._parsed: dict[str, tuple[Any, Any, PropertyConfig]] = {}
 
@@ -63,7 +74,7 @@ class ParameterStoreDirectory:
                 f"{self.parameter_prefix}/{property_id}", transform="json", max_age=self.cache_seconds
             )
             secrets = parameters.get_secret(
-                f"{self.secret_prefix}/{property_id}", transform="json", max_age=self.cache_seconds
+                f"{self.secret_prefix}/{property_id}", transform="json", max_age=self.secret_cache_seconds
             )
         except (parameters.exceptions.GetParameterError, parameters.exceptions.TransformParameterError) as exc:
             # Powertools re-raises inside its except block: the boto3 error is the implicit context.
@@ -75,6 +86,19 @@ class ParameterStoreDirectory:
                                                                       "error": type(cause or exc).__name__})
             raise ConfigUnavailable("property configuration temporarily unavailable, retry later") from exc
         return self._validated(property_id, document, secrets)
+
+    def gone(self, property_id: str) -> bool:
+        from aws_lambda_powertools.utilities import parameters
+
+        try:  # past every cache: a property re-created a moment ago is not gone
+            parameters.get_parameter(f"{self.parameter_prefix}/{property_id}", force_fetch=True,
+                                     max_age=self.cache_seconds)
+        except parameters.exceptions.GetParameterError as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, ClientError) and cause.response["Error"]["Code"] in _NOT_FOUND:
+                return True
+            raise ConfigUnavailable("property configuration temporarily unavailable, retry later") from exc
+        return False
 
     def polling_ids(self) -> list[str]:
         """Ids of the properties in polling mode (``pms_server`` set): one GetParametersByPath per cache TTL

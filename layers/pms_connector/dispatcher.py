@@ -22,11 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pms_connector.observability import logger, metrics
+from pms_connector.observability import logger, metrics, tracer
 from pms_connector.outbox import OutboxCommand, OutboxStore
 
 if TYPE_CHECKING:
-    from pms_connector.config import PropertyConfig
+    from pms_connector.config import PropertyConfig, UcmSettings
     from pms_connector.ucm.client import UcmClient, UcmReply
 
 LEASE_SECONDS = 60
@@ -47,6 +47,8 @@ class DispatchResult:
     busy: bool = False  # another dispatcher holds the lease
     next_due: int | None = None
     outcomes: list[str] = field(default_factory=list)
+    link_up: bool | None = None  # did the UCM answer usably (None: not contacted)
+    recovered: bool = False  # it answered after failing before (a retried command, a held site's probe)
 
 
 def backoff_seconds(attempts: int) -> int:
@@ -55,6 +57,7 @@ def backoff_seconds(attempts: int) -> int:
     return int(base * (1 + random.uniform(0, 0.2)))  # noqa: S311 - jitter, not crypto
 
 
+@tracer.capture_method(capture_response=False, capture_error=False)
 def dispatch_property(
     store: OutboxStore,
     prop: PropertyConfig,
@@ -65,24 +68,34 @@ def dispatch_property(
     remaining_ms: Callable[[], int] = lambda: 60_000,
 ) -> DispatchResult:
     """Send the property's due commands in order until none is due, time runs short, or the site is held."""
-    from pms_connector.ucm.commands import command_from_dict, with_short_names
-
     result = DispatchResult()
     ucm = prop.ucm
     if ucm is None:
         return result
+    tracer.put_annotation("property", prop.id)
     now = int(clock())
     meta = store.acquire(prop.id, owner, now=now, lease_seconds=LEASE_SECONDS)
     if meta is None:
         result.busy = True
         return result
-    done = meta.done_up_to
     probing = meta.held_until > 0
     if meta.held_until > now:
         store.release(prop.id, owner)
-        store.set_due(prop.id, meta.held_until, done)  # the sweeper waits for the probe time, not every minute
-        result.held, result.next_due = True, meta.held_until
+        store.set_due(prop.id, meta.held_until, meta.done_up_to)  # the sweeper waits for the probe time
+        result.held, result.next_due, result.link_up = True, meta.held_until, False
         return result
+    try:
+        return _dispatch_pending(store, prop, ucm, client, result, owner=owner, done=meta.done_up_to,
+                                 probing=probing, clock=clock, remaining_ms=remaining_ms)
+    finally:
+        logger.set_correlation_id(None)
+
+
+def _dispatch_pending(store: OutboxStore, prop: PropertyConfig, ucm: UcmSettings, client: UcmClient,
+                      result: DispatchResult, *, owner: str, done: int, probing: bool,
+                      clock: Callable[[], float], remaining_ms: Callable[[], int]) -> DispatchResult:
+    from pms_connector.ucm.commands import command_from_dict, with_short_names
+
     while True:
         batch = store.pending(prop.id, after=done, limit=BATCH)
         if not batch:
@@ -112,10 +125,15 @@ def dispatch_property(
                 continue
             # The last command the query knows of: finishing it may let the lease go in the same call.
             last_known = position == len(batch) - 1 and len(batch) < BATCH
+            # Every log line about this command carries the id of the request that caused it.
+            logger.set_correlation_id(command.correlation_id)
             reply = _send_reconciled(client, command, command_from_dict, with_short_names,
                                      ucm.name_max_length, remaining_ms)
             result.sent += 1
             result.outcomes.append(reply.outcome)
+            if reply.sent:  # what the site's link did; a command that never left says nothing about it
+                result.link_up = reply.http_status is not None and reply.outcome != "hold"
+                result.recovered = result.recovered or (result.link_up and (command.attempts > 0 or probing))
             _observe(prop.id, command, reply)
             if reply.outcome == "ok":
                 done, result.ok = command.seq, result.ok + 1
@@ -164,7 +182,7 @@ def _send_reconciled(
     try:
         ucm_command = from_dict(command.action, command.fields)
     except ValueError as exc:  # a stored command this version cannot send: park it, do not block the site
-        return UcmReply(code=None, text=f"unsendable command: {exc}", outcome="park", http_status=None)
+        return UcmReply(code=None, text=f"unsendable command: {exc}", outcome="park", http_status=None, sent=False)
     reply = client.send(ucm_command, timeout_s=_timeout(remaining_ms))  # type: ignore[arg-type]
     # 25/26: the UCM's name limit is below the configured one. Shorter and shorter, never empty.
     for limit in (name_limit, 24, 16, 10, 6):
@@ -210,10 +228,10 @@ def _error(reply: UcmReply) -> str:
 
 
 def _observe(property_id: str, command: OutboxCommand, reply: UcmReply) -> None:
-    name = {"ok": "UcmCommandOk", "retry": "UcmCommandRetried"}.get(reply.outcome)
-    if name:
-        metrics.add_metric(name=name, unit="Count", value=1)
+    if reply.outcome == "ok":
+        metrics.add_metric(name="UcmCommandOk", unit="Count", value=1)
+    elif reply.outcome == "retry":
+        metrics.add_metric(name="UcmCommandRetried", unit="Count", value=1)
     logger.info("ucm command answered", extra={"property": property_id, "seq": command.seq,
                                                 "action": command.action, "code": reply.code,
-                                                "outcome": reply.outcome, "attempt": command.attempts + 1,
-                                                "correlation": command.correlation_id})
+                                                "outcome": reply.outcome, "attempt": command.attempts + 1})

@@ -31,7 +31,7 @@ from pms_connector.errors import (
     MalformedRequest,
     UnknownAction,
 )
-from pms_connector.observability import logger, metrics
+from pms_connector.observability import logger, metric_by, metrics
 from pms_connector.records import (
     CREDENTIAL_FIELDS,
     INBOUND_REQUESTS,
@@ -82,7 +82,6 @@ def handle_request(
     authenticate_httppms(prop, body, authorization, now)
     assert prop is not None  # authenticate_httppms refuses unknown properties
     logger.append_keys(property=prop.id)
-    metrics.add_dimension("property", prop.id)
 
     action = normalize_action(body.get("action"))
     if action is None:
@@ -109,8 +108,13 @@ def _get_request(prop: PropertyConfig, request: GetRequest, deps: Dependencies, 
     delivery = fifo.get_request(
         deps.store, prop.id, mode=prop.httppms.delivery, confirm=request.confirm, now=now.timestamp()
     )
-    metrics.add_metric(name="RecordsDelivered", unit="Count", value=len(delivery.records))
-    logger.info("get_request answered", extra={"records": len(delivery.records), "batch": delivery.batch_id})
+    if delivery.records:
+        metrics.add_metric(name="RecordsDelivered", unit="Count", value=len(delivery.records))
+    if delivery.records or request.confirm:
+        logger.info("get_request answered", extra={"records": len(delivery.records), "batch": delivery.batch_id,
+                                                   "confirmed": request.confirm})
+    else:  # pmslink polls every few seconds: an empty answer writes no log line and no metric (both billed)
+        logger.debug("get_request answered", extra={"records": 0})
     answer: dict[str, Any] = {"code": OK, "description": "OK"}
     if delivery.records:
         answer["ACTION_LIST"] = [r.record for r in delivery.records]
@@ -132,6 +136,7 @@ def _inbound(
     request_id = request_fingerprint(prop.id, stripped)
     answer = _answer(prop, request, deps)
     metrics.add_metric(name="InboundRequests", unit="Count", value=1)
+    metric_by("InboundRequests", 1, action=action)
     try:
         seq = deps.store.store_inbound(
             prop.id,

@@ -100,7 +100,8 @@ def _append(store: StateStore, prop: PropertyConfig, records: list[dict[str, Any
     Each half is still atomic (records with their state and commands) and the halves keep their order.
     """
     try:
-        return store.ingest(prop, records, retention_seconds=retention)
+        # The request's correlation id goes with its UCM commands, to the dispatcher's log lines.
+        return store.ingest(prop, records, retention_seconds=retention, correlation_id=logger.get_correlation_id())
     except TooManyItems:
         if len(records) == 1:
             raise

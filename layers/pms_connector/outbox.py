@@ -17,6 +17,7 @@ oldest unfinished command was written, and the parked markers count what waits f
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -275,6 +276,31 @@ class OutboxStore(ConnectorStore):
             counts[pid] = counts.get(pid, 0) + 1
         return counts
 
+    def retire(self, property_id: str) -> tuple[bool, int]:
+        """Stop watching a property that is gone (its config deleted with its stack): drop its due marker and
+        its parked markers, so no sweep tries it and no alarm counts it. Its commands stay until their TTL
+        (guest data expires with them); a property that comes back is picked up by its next command, and a
+        command enqueued meanwhile keeps the marker (the delete is conditional on the marker read).
+        Returns (whether a due marker was dropped, how many parked markers)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :pid)",
+            "ProjectionExpression": "sk", "ExpressionAttributeValues": {":pk": _s(PARKED_PK),
+                                                                        ":pid": _s(f"{property_id}#")}}
+        parked = self._call("Query", lambda: self.client.query(**kwargs)).get("Items", [])
+        for key in [{"pk": _s(PARKED_PK), "sk": item["sk"]} for item in parked]:
+            self._call("DeleteItem", functools.partial(self.client.delete_item, TableName=self.table, Key=key))
+        marker = self._call("GetItem", lambda: self.client.get_item(
+            TableName=self.table, Key={"pk": _s(DUE_PK), "sk": _s(property_id)}, ConsistentRead=True)).get("Item")
+        if not marker:
+            return False, len(parked)
+        try:
+            self._delete_due(property_id, "last_seq = :done", marker["last_seq"])
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            return False, len(parked)  # a command arrived meanwhile: its property may be back
+        return True, len(parked)
+
     def _query_all(self, pk: str, projection: str) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self.table, "KeyConditionExpression": "pk = :pk", "ProjectionExpression": projection,
@@ -296,6 +322,18 @@ class OutboxStore(ConnectorStore):
         done = int(meta["done_up_to"]["N"]) if "done_up_to" in meta else 0
         items = self._query_range(f"{property_id}#outbox", 0, MAX_SEQ, limit, newest_first=True)
         return done, [_command(i) for i in reversed(items)]
+
+    def meta(self, property_id: str) -> OutboxMeta | None:
+        """The property's outbox meta as ``acquire`` returns it (done cursor, hold until/reason), read with
+        one GetItem and no lease: for operators. None when no dispatcher has touched the outbox yet."""
+        item = self._get(f"{property_id}#meta", "outbox")
+        if item is None:
+            return None
+        return OutboxMeta(
+            done_up_to=int(item["done_up_to"]["N"]) if "done_up_to" in item else 0,
+            held_until=int(item["held_until"]["N"]) if "held_until" in item else 0,
+            hold_reason=item["hold_reason"]["S"] if "hold_reason" in item else None,
+        )
 
     def retry_parked(self, property_id: str, seq: int) -> int:
         """Put a parked command back in the queue as a new command at the end (its order was given up

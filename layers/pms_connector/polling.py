@@ -122,14 +122,16 @@ class PollStore(StateStore):
                 "ConditionExpression": "lease_owner = :o AND (attribute_not_exists(last_batch) OR last_batch <> :b)",
                 "ExpressionAttributeValues": {":b": _s(batch), ":o": _s(owner)}}}]
         try:
-            self.ingest(prop, records, retention_seconds=retention_seconds, also=also)
+            self.ingest(prop, records, retention_seconds=retention_seconds, also=also,
+                        correlation_id=logger.get_correlation_id())
         except DuplicateRequest:
             return False
         except TooManyItems:
             if len(records) == 1:
                 raise
             middle = len(records) // 2  # the batch marker goes with the last half: all or the rest again
-            self.ingest(prop, records[:middle], retention_seconds=retention_seconds)
+            self.ingest(prop, records[:middle], retention_seconds=retention_seconds,
+                        correlation_id=logger.get_correlation_id())
             return self.ingest_polled(prop, records[middle:], owner=owner, batch=batch,
                                       retention_seconds=retention_seconds)
         return True

@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from pms_connector.errors import ConnectorError
-from pms_connector.observability import logger, metrics
+from pms_connector.observability import logger, metric_by, metrics
 from pms_connector.outbox import LeaseLost
 
 if TYPE_CHECKING:
@@ -57,11 +57,27 @@ def dispatch_properties(
         logger.append_keys(property=pid)
         try:
             prop = directory.get(pid)
-            if prop is None or prop.ucm is None:
-                logger.warning("outbox of a property without UCM settings", extra={"property": pid})
+            if prop is None and not directory.gone(pid):
+                # An invalid config (the directory logged why): the commands wait, visible and alarmed, until
+                # it is fixed; nothing is dropped for a typo.
+                logger.error("outbox of a property whose config is invalid waits", extra={"property": pid})
+                metrics.add_metric(name="PropertyConfigInvalid", unit="Count", value=1)
                 continue
-            results[pid] = dispatch_property(store, prop, client_for(prop), owner=owner, clock=clock,
-                                             remaining_ms=remaining_ms)
+            if prop is None or prop.ucm is None:
+                # Retired (its config deleted with its stack) or its UCM removed: nothing will ever send these.
+                dropped, parked = store.retire(pid)
+                logger.warning("outbox of a property without UCM settings retired", extra={
+                    "property": pid, "known": prop is not None, "due_marker": dropped, "parked": parked})
+                metrics.add_metric(name="OutboxRetired", unit="Count", value=1)
+                continue
+            results[pid] = result = dispatch_property(store, prop, client_for(prop), owner=owner, clock=clock,
+                                                      remaining_ms=remaining_ms)
+            # Sent only when it says something (down, or back up after being down): an idle or healthy site
+            # costs no metric. The dashboard graphs it per property; 1 = unreachable or refusing the PMS API.
+            if result.link_up is False:
+                metric_by("UcmUnreachable", 1, property=pid)
+            elif result.recovered:
+                metric_by("UcmUnreachable", 0, property=pid)
         except (ConnectorError, LeaseLost) as exc:
             # The outbox and its due marker are untouched: the next sweep tries again.
             logger.warning("dispatch deferred", extra={"property": pid, "error": type(exc).__name__})
@@ -76,18 +92,13 @@ def report_backlog(store: OutboxStore, now: int) -> list[str]:
 
     Two queries whatever the number of properties: the due markers and the parked markers. A property with
     neither has no backlog and emits nothing (alarms treat missing data as fine)."""
-    from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
     markers = store.backlog()
     parked = store.parked_counts()
     for marker in markers:
-        with single_metric(name="OutboxOldestPendingAgeSeconds", unit=MetricUnit.Seconds,
-                           value=max(0, now - marker.since), namespace=metrics.namespace) as metric:
-            metric.add_dimension(name="property", value=marker.property_id)
+        metric_by("OutboxOldestPendingAgeSeconds", max(0, now - marker.since), "Seconds",
+                  property=marker.property_id)
     for pid, count in parked.items():
-        with single_metric(name="OutboxParkedCommands", unit=MetricUnit.Count, value=count,
-                           namespace=metrics.namespace) as metric:
-            metric.add_dimension(name="property", value=pid)
+        metric_by("OutboxParkedCommands", count, property=pid)
     oldest = max((now - m.since for m in markers), default=0)
     metrics.add_metric(name="OutboxOldestPendingAgeSeconds", unit="Seconds", value=max(0, oldest))
     metrics.add_metric(name="OutboxParkedCommands", unit="Count", value=sum(parked.values()))

@@ -194,6 +194,10 @@ class ConnectorStore:
         """Sequence number of the newest FIFO record (0 when empty)."""
         return self._tail(f"{property_id}#fifo")
 
+    def inbound_tail(self, property_id: str) -> int:
+        """Sequence number of the newest inbound log entry, expired or not (0 when there is none)."""
+        return self._tail(f"{property_id}#inbound")
+
     def get_cursor(self, property_id: str) -> Cursor:
         item = self._call(
             "GetItem",

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pms_connector import aws
 from pms_connector.errors import StorageBusy
-from pms_connector.observability import logger, metrics
+from pms_connector.observability import logger, metric_by, metrics
 from pms_connector.outbox import OutboxStore
 from pms_connector.records import DATETIME_FORMAT
 from pms_connector.store import APPEND_ATTEMPTS, _n, _s, dumps, seq_key
@@ -175,6 +175,7 @@ def check(kind: Kind, prop: PropertyConfig, uid: str, gen: int, *, store: Wakeup
             return "alerted before"
         seq = store.repush(prop, wakeup) if prop.ucm is not None else None
         metrics.add_metric(name="WakeupAtRisk", unit="Count", value=1)
+        metric_by("WakeupAtRisk", 1, property=prop.id)
         logger.error("wake-up at risk: not confirmed on the UCM", extra={"uid": uid, "room": wakeup.room,
                                                                        "waketime": wakeup.waketime})
         alert(prop, wakeup)
@@ -196,6 +197,7 @@ def check(kind: Kind, prop: PropertyConfig, uid: str, gen: int, *, store: Wakeup
     store.mark_published(prop.id, inbound_seq)
     if mode == "F":
         metrics.add_metric(name="WakeupFailed", unit="Count", value=1)
+        metric_by("WakeupFailed", 1, property=prop.id)
         logger.error("wake-up failed: never confirmed on the UCM", extra={"uid": uid, "room": wakeup.room})
     logger.info("wake-up result reported", extra={"uid": uid, "mode": mode, "inbound_seq": inbound_seq})
     return f"result {mode}"

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, session_scan
 from tests.helpers import DEMO_INGEST_KEY, signed
 from tests.spec_examples import records_from_pms, requests_to_pms
 
@@ -37,13 +37,27 @@ class Runner:
         self.http = httpx.Client(base_url=url, timeout=10)
 
     def ingest(self, pid: str, body: Any, key: str = DEMO_INGEST_KEY) -> httpx.Response:
+        learn(body, f"Bearer {key}")
         return self.http.post(f"/pms/{pid}/events", json=body, headers={"Authorization": f"Bearer {key}"})
 
     def httppms(self, body: Any, **kwargs: Any) -> httpx.Response:
+        learn(body, (kwargs.get("headers") or {}).get("Authorization"))
         return self.http.post("/httppms", json=body, **kwargs)
 
 
+def learn(body: Any, authorization: str | None) -> None:
+    """Tell the session's leak scan what this request carries (the runner logs in another process)."""
+    scan = session_scan()
+    if scan is not None:
+        scan.harvest_record(body, kind="request")
+        scan.harvest_authorization(authorization)
+
+
 def start(properties: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
+    from pms_connector.config import load_properties_file
+
+    load_properties_file(properties)  # the leak scan learns the secrets the runner is started with
+    scan = session_scan()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "pms_connector.cli", "local", "--properties", str(properties), "--port", str(port)],
@@ -65,6 +79,8 @@ def start(properties: Path, port: int) -> tuple[subprocess.Popen[str], list[str]
                 with log_path.open("a", encoding="utf-8") as log:
                     for rest in process.stdout:  # type: ignore[union-attr]
                         log.write(rest)
+                        if scan is not None:  # the runner's log lines go through the leak scan too
+                            scan.lines.append(rest)
 
             threading.Thread(target=drain_output, daemon=True).start()
             return process, banner

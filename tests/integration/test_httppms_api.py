@@ -492,7 +492,8 @@ def test_a_property_added_or_changed_in_ssm_is_live_without_redeploy(
 ) -> None:
     from tests.conftest import reset_caches
 
-    monkeypatch.setenv("CONFIG_CACHE_SECONDS", "0")  # the cache time, shortened for the test
+    monkeypatch.setenv("CONFIG_CACHE_SECONDS", "0")  # the cache times, shortened for the test
+    monkeypatch.setenv("CONFIG_SECRET_CACHE_SECONDS", "0")
     reset_caches()
     doc = {"id": "new-inn", "name": "New Inn", "timezone": "UTC", "ingest": {"api_key": "new-inn-ingest-key-000000"},
            "httppms": {"auth": "token", "token": "first-token-1234"}}

@@ -91,6 +91,7 @@ def test_backlog_metrics_name_the_property_its_oldest_command_and_its_parked_one
         assert meta is not None
         head = store.pending(pid, after=meta.done_up_to, limit=1)[0]
         store.park(pid, "test", head, "[18] unknown address", release=True)
+    assert store.parked_counts() == {"broken-site": 2}
     capsys.readouterr()
     deployment.invoke("SweeperFunction", {"source": "aws.scheduler"})
     metrics = emitted(capsys.readouterr().out)
@@ -99,7 +100,63 @@ def test_backlog_metrics_name_the_property_its_oldest_command_and_its_parked_one
     assert ("OutboxParkedCommands", "slow-site") not in metrics
     assert metrics[("OutboxParkedCommands", None)] == 2
     assert metrics[("OutboxOldestPendingAgeSeconds", None)] >= 600
-    assert store.parked_counts() == {"broken-site": 2}
+
+
+def test_a_retired_property_leaves_the_backlog_and_its_alarms_for_good(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import boto3
+
+    store = outbox(deployment)
+    store.enqueue("demo-hotel", [COMMAND, COMMAND])  # demo-hotel has no UCM reachable here: commands wait
+    meta = store.acquire("demo-hotel", "test", now=int(time.time()), lease_seconds=60)
+    assert meta is not None
+    store.park("demo-hotel", "test", store.pending("demo-hotel", after=0, limit=1)[0], "[18] unknown address",
+               release=True)
+    assert [m.property_id for m in store.backlog()] == ["demo-hotel"]
+    assert store.parked_counts() == {"demo-hotel": 1}
+    # Its stack is deleted: the parameter goes (infra/property.yaml), the sweeper's next run retires it.
+    boto3.client("ssm").delete_parameter(Name=f"{deployment.env['CONFIG_PARAMETER_PREFIX']}/demo-hotel")
+    deployment.invoke("SweeperFunction", {"source": "aws.scheduler"})
+    assert (store.backlog(), store.parked_counts()) == ([], {})
+    capsys.readouterr()
+    deployment.invoke("SweeperFunction", {"source": "aws.scheduler"})
+    assert [key for key in emitted(capsys.readouterr().out) if key[1] == "demo-hotel"] == []
+    items = store.client.query(TableName=store.table, KeyConditionExpression="pk = :pk",
+                               ExpressionAttributeValues={":pk": {"S": "demo-hotel#outbox"}})["Items"]
+    assert len(items) == 2 and all("expires_at" in item for item in items)  # kept until their TTL, no longer
+
+
+def test_an_invalid_config_keeps_the_outbox_waiting_and_alarmed(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import boto3
+
+    store = outbox(deployment)
+    store.enqueue("demo-hotel", [COMMAND])
+    name = f"{deployment.env['CONFIG_PARAMETER_PREFIX']}/demo-hotel"
+    ssm = boto3.client("ssm")
+    document = json.loads(ssm.get_parameter(Name=name)["Parameter"]["Value"])
+    ssm.put_parameter(Name=name, Value=json.dumps({**document, "timezone": "Mars/Olympus"}), Overwrite=True)
+    capsys.readouterr()
+    deployment.invoke("SweeperFunction", {"source": "aws.scheduler"})
+    assert [m.property_id for m in store.backlog()] == ["demo-hotel"]  # a typo retires nothing
+    assert ("PropertyConfigInvalid", None) in emitted(capsys.readouterr().out)
+
+
+def test_a_marker_rewritten_by_a_new_command_survives_retirement(deployment: Deployment) -> None:
+    store = outbox(deployment)
+    store.enqueue("gone-site", [COMMAND])
+    original = store.client.get_item
+    def enqueue_meanwhile(**kwargs: Any) -> Any:  # the property's stack re-created, a command arrives
+        got = original(**kwargs)
+        store.client.get_item = original  # type: ignore[method-assign]
+        store.enqueue("gone-site", [COMMAND])
+        return got
+
+    store.client.get_item = enqueue_meanwhile  # type: ignore[method-assign]
+    assert store.retire("gone-site") == (False, 0)
+    assert [m.property_id for m in store.backlog()] == ["gone-site"]
 
 
 def test_retrying_a_parked_command_clears_its_parked_marker_once(deployment: Deployment) -> None:
@@ -195,6 +252,9 @@ def test_the_ucm_functions_policies_allow_exactly_what_they_call(
         store.client.delete_item(TableName=store.table, Key={"pk": {"S": f"{pid}#outbox"}, "sk": {"S": f"{seq:014d}"}})
         store.set_due(pid, int(time.time()), seq)  # its command expired (TTL) while pending: a stale marker
         ring()
+        assert store.backlog() == []
+        store.enqueue("gone-hotel", [checkin("101")])  # a property whose stack was deleted: retired
+        deployment.invoke(function, stream_event("gone-hotel") if function == "DispatcherFunction" else {})
         assert store.backlog() == []
     assert iam.actions == policy_actions(deployment, function)
 

@@ -415,7 +415,7 @@ def test_timeouts_come_from_the_settings_capped_by_the_time_left() -> None:
         client.send(CHECKOUT)
         client.send(CHECKOUT, timeout_s=5)
         client.send(CHECKOUT, timeout_s=1.5)
-        assert client.send(CHECKOUT, timeout_s=0) == UcmReply(None, "no time left to send", "retry", None)
+        assert client.send(CHECKOUT, timeout_s=0) == UcmReply(None, "no time left to send", "retry", None, sent=False)
     assert seen == [
         {"connect": 2, "read": 9, "write": 2, "pool": 2},
         {"connect": 2, "read": 5, "write": 2, "pool": 2},
@@ -454,6 +454,55 @@ def test_errors_are_logged_once_too(caplog: pytest.LogCaptureFixture) -> None:
     (record,) = [r for r in caplog.records if r.getMessage() == "ucm command"]
     assert (record.__dict__["action"], record.__dict__["code"], record.__dict__["outcome"]) == (
         "wakeup", None, "retry")
+
+
+# -------------------------------------------------------------------------------------------- probe
+
+
+def probe(ucm: DigestUcm | Callable[[httpx.Request], httpx.Response], **settings: Any) -> UcmReply:
+    with UcmClient(make_settings(**settings), transport=httpx.MockTransport(ucm)) as client:
+        return client.probe()
+
+
+def test_probe_sends_one_authenticated_request_without_an_action() -> None:
+    ucm = answering("[-9] Action error !")
+    with UcmClient(make_settings(), transport=httpx.MockTransport(ucm)) as client:
+        assert client.probe() == UcmReply(-9, "Action error !", "ok", 200)
+        assert client.probe(timeout_s=0) == UcmReply(None, "no time left to send", "retry", None, sent=False)
+    assert query_of(ucm.requests[-1]) == [("token", GUIDE_TOKEN.encode()), ("format", b"xml"),
+                                          ("data", b"<pms_data_request></pms_data_request>")]
+    assert ucm.requests[-1].url.path == "/pmsapi"
+    assert len(ucm.requests) == 2  # the Digest challenge, then the request
+
+
+@pytest.mark.parametrize(("body", "status", "expected"), [
+    ("[-9] Action error !", 200, (-9, "ok")),  # past the token check: the credentials are right
+    ("[14] Format error !", 200, (14, "ok")),
+    ("[16] Auth error !", 200, (16, "hold")),  # PMS token refused
+    ("[21] PMSAPI not enable !", 200, (21, "hold")),
+    ("", 403, (None, "hold")),
+    ("", 503, (None, "retry")),
+    ("no code here", 200, (None, "retry")),
+])
+def test_probe_outcomes_say_whether_the_site_settings_work(body: str, status: int,
+                                                           expected: tuple[int | None, str]) -> None:
+    reply = probe(answering(body, status))
+    assert (reply.code, reply.outcome) == expected
+
+
+def test_probe_with_a_wrong_api_password_holds_and_logs_one_line_without_secrets(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    ucm = DigestUcm(password="another-password")
+
+    assert probe(ucm) == UcmReply(None, "HTTP 401", "hold", 401)
+
+    (record,) = [r for r in caplog.records if r.getMessage() == "ucm probe"]
+    assert (record.__dict__["action"], record.__dict__["outcome"], record.__dict__["http_status"]) == (
+        "probe", "hold", 401)
+    logged = caplog.text + repr([r.__dict__ for r in caplog.records])
+    for secret in (GUIDE_TOKEN, GUIDE_TOKEN.lower(), "admin123", API_PASSWORD, "pms_data_request", "%3C"):
+        assert secret not in logged
 
 
 # ---------------------------------------------------------------------------------------------- TLS

@@ -38,6 +38,7 @@ from pms_connector.config import PropertyConfig, load_properties_file
 CONTAINERS_PER_FUNCTION = 4
 MOTO_LOCK = threading.Lock()  # one AWS request at a time inside moto (see moto_server)
 MAX_REQUEST_BYTES = 10 * 1024 * 1024  # API Gateway HTTP API's own limit
+OPENAPI_PATH = "/openapi.json"  # the API's OpenAPI document, served by the local runner only
 
 
 @dataclass
@@ -129,10 +130,13 @@ class LocalApi:
         timeout = float(template.doc.get("Globals", {}).get("Function", {}).get("Timeout", 10))
         self.pools = {lid: FunctionPool(template, lid, containers, timeout) for lid in functions
                       if any(r.function == lid for r in self.routes)}
+        self._openapi: bytes | None = None
 
     def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes,
                source_ip: str = "127.0.0.1") -> tuple[int, dict[str, str], bytes]:
         path = urlsplit(target).path
+        if method.upper() == "GET" and path == OPENAPI_PATH:
+            return 200, {"Content-Type": "application/json; charset=utf-8"}, self.openapi()
         allowed = []
         for route in self.routes:
             params = route.match(method, path)
@@ -145,6 +149,14 @@ class LocalApi:
             return 405, {"Content-Type": "application/json", "Allow": ", ".join(allowed)}, \
                 b'{"message":"Method Not Allowed"}'
         return 404, {"Content-Type": "application/json"}, b'{"message":"Not Found"}'
+
+    def openapi(self) -> bytes:
+        """The API's OpenAPI document (docs/openapi.json), generated once from the code."""
+        if self._openapi is None:
+            from pms_connector.openapi import document, render
+
+            self._openapi = render(document()).encode("utf-8")
+        return self._openapi
 
 
 def _proxy_result(result: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:

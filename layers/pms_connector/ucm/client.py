@@ -14,6 +14,9 @@ becomes a ``UcmReply`` whose ``outcome`` tells the dispatcher what to do next:
   other HTTP 4xx): park it and alarm;
 * ``shorten`` — 25/26 on checkin/update: resend ``with_short_names(command, limit)``.
 
+``probe`` checks a site's settings without a command: one request whose ``<pms_data_request>`` holds no
+action, so it names no room and can read or change nothing (``property check-ucm``).
+
 Nothing this module logs holds a guest name, the XML, the token, a password or the URL's query.
 """
 
@@ -26,7 +29,7 @@ import re
 import ssl
 import time
 import urllib.parse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, Literal, Protocol
 
@@ -47,6 +50,7 @@ __all__ = [
     "UcmSender",
     "classify",
     "parse_response",
+    "tls_context",
     "ucm_token",
 ]
 
@@ -54,6 +58,8 @@ Outcome = Literal["ok", "reconcile", "retry", "hold", "park", "shorten"]
 
 MAX_BODY_BYTES = 65_536  # an answer is "[0] SUCCESS !"; anything past this is not read
 _MAX_TEXT = 120
+_PROBE_ACTION = "probe"  # the action logged for probe(): no command of the guide has this name
+_PROBE_XML = b"<pms_data_request></pms_data_request>"  # no action: the UCM checks the token, then answers -9
 
 # The guide's table 2.
 UCM_CODES: dict[int, str] = {
@@ -86,6 +92,7 @@ class UcmReply:
     text: str  # short description; never the request's guest names
     outcome: Outcome
     http_status: int | None
+    sent: bool = True  # False when nothing reached the network (no time left, local TLS settings invalid)
 
 
 class UcmSender(Protocol):
@@ -119,6 +126,20 @@ def ucm_token(settings: UcmSettings) -> str:
     digest = hashlib.md5(secret.encode("utf-8"), usedforsecurity=False).hexdigest()
     lower = settings.token_case == "lower"  # noqa: S105 (a letter case, not a password)
     return digest if lower else digest.upper()
+
+
+def tls_context(settings: UcmSettings) -> ssl.SSLContext:
+    """The TLS trust of a site: its ``ca_pem`` only (a site CA or a self-signed certificate), else the
+    system's trust store; no verification at all with ``verify_tls: false``. ``ssl.SSLError`` when
+    ``ca_pem`` is not a valid PEM certificate."""
+    if not settings.verify_tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if settings.ca_pem:
+        return ssl.create_default_context(cadata=settings.ca_pem)
+    return ssl.create_default_context()
 
 
 # ------------------------------------------------------------------------------------------------ client
@@ -177,27 +198,49 @@ class UcmClient:
         ``timeout_s`` of zero or less sends nothing and answers ``retry``.
         """
         started = time.monotonic()
-        reply = self._exchange(command, timeout_s)
-        logger.info("ucm command", extra={
-            "action": command.action,
+        reply = self._exchange(command.action, command.to_xml(), timeout_s, command)
+        self._log("ucm command", command.action, reply, started)
+        return reply
+
+    def probe(self, *, timeout_s: float | None = None) -> UcmReply:
+        """Check the site's settings (TLS, Digest login, PMS token, PMS API enabled) without a command.
+
+        Sends one ``/pmsapi`` request, authenticated like a command, whose ``<pms_data_request>`` holds no
+        action: it names no room, so it reads and changes nothing. ``outcome`` is ``ok`` when the UCM
+        answered with a code past its token check (-9 "Action error" for this request), ``hold`` when it
+        refused the token (16) or its PMS API is off (21), and otherwise what ``send`` would answer:
+        ``hold`` for HTTP 401/403, an untrusted certificate or an invalid ``ca_pem``, ``retry`` when the
+        UCM could not be reached. Never raises for HTTP, network or UCM errors; ``timeout_s`` as in ``send``.
+        """
+        started = time.monotonic()
+        reply = self._exchange(_PROBE_ACTION, _PROBE_XML, timeout_s, None)
+        if reply.code is not None:
+            reply = replace(reply, outcome="hold" if reply.code in (16, 21) else "ok")
+        self._log("ucm probe", _PROBE_ACTION, reply, started)
+        return reply
+
+    # -- internals
+
+    @staticmethod
+    def _log(message: str, action: str, reply: UcmReply, started: float) -> None:
+        logger.info(message, extra={
+            "action": action,
             "code": reply.code,
             "outcome": reply.outcome,
             "http_status": reply.http_status,
             "ms": round((time.monotonic() - started) * 1000),
         })
-        return reply
 
-    # -- internals
-
-    def _exchange(self, command: UcmCommand, timeout_s: float | None) -> UcmReply:
+    def _exchange(self, action: str, xml: bytes, timeout_s: float | None,
+                  command: UcmCommand | None) -> UcmReply:
         if timeout_s is not None and timeout_s <= 0:
-            return UcmReply(None, "no time left to send", "retry", None)
+            return UcmReply(None, "no time left to send", "retry", None, sent=False)
         try:
             http = self._client()
         except ssl.SSLError:
-            return UcmReply(None, "TLS settings invalid (ca_pem)", "hold", None)
+            return UcmReply(None, "TLS settings invalid (ca_pem)", "hold", None, sent=False)
         query = urllib.parse.urlencode(
-            [("token", self._token), ("format", "xml"), ("data", command.to_xml().decode("utf-8"))],
+            [("token", self._token), ("format", "xml"), ("data", xml.decode("utf-8"))],
             quote_via=urllib.parse.quote,  # %20 for spaces, never '+': unambiguous for any URL decoder
             safe="",
         )
@@ -218,7 +261,7 @@ class UcmClient:
         code, text = parse_response(body)
         if code is None:
             return UcmReply(None, f"unreadable answer ({len(body)} bytes)", "retry", status)
-        return UcmReply(code, _safe_text(code, text, command), classify(command.action, code), status)
+        return UcmReply(code, _safe_text(code, text, command), classify(action, code), status)
 
     def _client(self) -> httpx.Client:
         if self._http is None:
@@ -234,16 +277,11 @@ class UcmClient:
             )
         return self._http
 
-    def _verify(self) -> ssl.SSLContext | bool:
-        settings = self._settings
-        if not settings.verify_tls:
-            if not self._warned_insecure:
-                logger.warning("TLS verification disabled by configuration", extra={"ucm": self._host})
-                self._warned_insecure = True
-            return False
-        if settings.ca_pem:  # trust this CA (or self-signed certificate) only
-            return ssl.create_default_context(cadata=settings.ca_pem)
-        return ssl.create_default_context()  # the system's trust store
+    def _verify(self) -> ssl.SSLContext:
+        if not self._settings.verify_tls and not self._warned_insecure:
+            logger.warning("TLS verification disabled by configuration", extra={"ucm": self._host})
+            self._warned_insecure = True
+        return tls_context(self._settings)
 
     def _timeout(self, timeout_s: float | None) -> httpx.Timeout:
         settings = self._settings
@@ -287,7 +325,7 @@ def _http_outcome(status: int) -> Outcome:
     return "park"
 
 
-def _safe_text(code: int, text: str, command: UcmCommand) -> str:
+def _safe_text(code: int, text: str, command: UcmCommand | None) -> str:
     """The UCM's description, unless it is empty or echoes a guest name: then the guide's wording."""
     folded = text.casefold()
     names = [getattr(command, field, None) for field in ("firstname", "lastname")]
