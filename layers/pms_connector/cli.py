@@ -286,6 +286,12 @@ class _Progress:
             self.stream.flush()
             self.shown = False
 
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.clear()
+
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """Plain aligned columns; columns holding only numbers are right-aligned."""
@@ -324,20 +330,24 @@ def _json_out(value: Any) -> None:
     print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
+def _printed_without_table(args: argparse.Namespace, target: Any, items: Sequence[Any]) -> bool:
+    """--json prints the items as they are; no items says so on stderr: either way no table follows."""
+    if args.json:
+        _json_out([asdict(item) for item in items])
+        return True
+    if not items:
+        print(f"no properties under {target.parameter_prefix}", file=sys.stderr)
+        return True
+    return False
+
+
 def _property_list(args: argparse.Namespace) -> int:
     from pms_connector.operator import property_summaries
 
     target = _target(args)
-    progress = _Progress("reading queues")
-    try:
+    with _Progress("reading queues") as progress:
         summaries = property_summaries(target, progress)
-    finally:
-        progress.clear()
-    if args.json:
-        _json_out([asdict(s) for s in summaries])
-        return 0
-    if not summaries:
-        print(f"no properties under {target.parameter_prefix}", file=sys.stderr)
+    if _printed_without_table(args, target, summaries):
         return 0
     now = time.time()
     rows = [[s.property_id, s.name if s.readable else "(parameter is not a JSON object)", s.timezone,
@@ -401,11 +411,8 @@ def _property_validate(args: argparse.Namespace) -> int:
     if bool(args.property_id) == bool(args.all):
         raise OperatorError("property validate needs a property ID or --all", EXIT_USAGE)
     target = _target(args)
-    progress = _Progress("validating")
-    try:
+    with _Progress("validating") as progress:
         results = validate_properties(target, None if args.all else [args.property_id], progress)
-    finally:
-        progress.clear()
     if args.json:
         _json_out([asdict(r) for r in results])
     else:
@@ -443,16 +450,9 @@ def _queue_depth(args: argparse.Namespace) -> int:
 
     target = _target(args)
     ids = [args.property_id] if args.property_id else list(property_documents(target))
-    progress = _Progress("reading queues")
-    try:
+    with _Progress("reading queues") as progress:
         statuses = queue_statuses(target, ids, progress)
-    finally:
-        progress.clear()
-    if args.json:
-        _json_out([asdict(s) for s in statuses])
-        return 0
-    if not statuses:
-        print(f"no properties under {target.parameter_prefix}", file=sys.stderr)
+    if _printed_without_table(args, target, statuses):
         return 0
     now = time.time()
     rows = [[s.property_id, s.newest_seq, s.delivered_up_to, s.pending,

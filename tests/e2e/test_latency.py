@@ -9,14 +9,12 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.test_local_runner import PROPERTIES, Runner, free_port, start
+from tests.e2e.test_local_runner import PROPERTIES, Runner, free_port, start, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def test_ingest_to_ucm_latency_over_200_events() -> None:
-    import signal
-
     process, banner = start(PROPERTIES, free_port())
     try:
         port = next(line for line in banner if "is running on" in line).rsplit(":", 1)[1]
@@ -46,8 +44,7 @@ def test_ingest_to_ucm_latency_over_200_events() -> None:
               f"max {latencies[-1] * 1000:.0f} ms")
         assert p95 < 2.0
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=15)
+        stop(process)
 
 
 def test_the_at_risk_alert_fires_within_a_minute_of_the_configured_lead(tmp_path: object) -> None:

@@ -88,6 +88,15 @@ def start(properties: Path, port: int) -> tuple[subprocess.Popen[str], list[str]
     raise AssertionError("local runner did not start:\n" + "\n".join(banner))
 
 
+def stop(process: subprocess.Popen[str]) -> None:
+    """Ctrl-C, as a user would; killed if it has not stopped within 15 s."""
+    process.send_signal(signal.SIGINT)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
 @pytest.fixture(scope="module")
 def runner() -> Iterator[Runner]:
     port = free_port()
@@ -95,11 +104,7 @@ def runner() -> Iterator[Runner]:
     try:
         yield Runner(process, f"http://127.0.0.1:{port}", banner)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def test_the_banner_prints_curl_commands_that_work(runner: Runner) -> None:

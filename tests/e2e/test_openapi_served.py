@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from collections.abc import Iterator
 
 import httpx
@@ -11,7 +9,7 @@ import pytest
 
 from pms_connector.openapi import document
 from tests.conftest import ROOT
-from tests.e2e.test_local_runner import PROPERTIES, free_port, start
+from tests.e2e.test_local_runner import PROPERTIES, free_port, start, stop
 
 pytestmark = pytest.mark.e2e
 
@@ -24,11 +22,7 @@ def http() -> Iterator[httpx.Client]:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             yield client
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
 
 
 def test_get_openapi_json_is_the_document_of_the_code(http: httpx.Client) -> None:

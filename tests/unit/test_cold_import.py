@@ -80,6 +80,7 @@ def test_in_lambda_the_tracer_skips_the_centralized_sampling_client(function: st
     assert "aws_xray_sdk.core.sampling.sampler" not in loaded
 
 
+@pytest.mark.slow  # wall-clock ratios on a shared 2-core machine: `make test-slow`, and `make bench` reports them
 def test_cold_import_ratio_to_boto3() -> None:
     codes = {"boto3": ("import boto3", LAMBDA_ENV), **{f: (load_code(f), env_of(f)) for f in FUNCTIONS},
              **{f"{f}+tracing": (load_code(f), env_of(f, "on")) for f in API_FUNCTIONS}}

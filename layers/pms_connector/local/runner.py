@@ -425,9 +425,9 @@ def serve(properties_path: str | Path, *, port: int, host: str = "127.0.0.1",
         print(message, file=out, flush=True)
 
     with running(properties_path, template_path=template_path, host=host, port=port, progress=say) as run:
-        say("")
-        say(usage(run.url, run.properties, simulators=run.simulators))
-        try:
+        try:  # from before "Press Ctrl-C" is printed: a Ctrl-C right after it stops cleanly too
+            say("")
+            say(usage(run.url, run.properties, simulators=run.simulators))
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
