@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 PORT   ?= 3000
 PROPERTIES ?= examples/demo-properties.yaml
 
-.PHONY: install run test lint unit integration e2e test-slow sam-validate clean
+.PHONY: install run test lint unit integration e2e test-slow reliability bench sam-validate clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,16 @@ e2e: install
 ## Long load and soak tests, kept out of the default run.
 test-slow: install
 	$(BIN)/python -m pytest -m slow
+
+## The reliability suite at the issue's size: 5 properties x 2,000 records per delivery mode, 10% AWS and UCM
+## faults, every hostile input, 300 schemathesis examples per operation. Summaries as JSON in reliability-report.jsonl.
+reliability: install
+	rm -f reliability-report.jsonl
+	PMS_RELIABILITY_FULL=1 PMS_RELIABILITY_REPORT=reliability-report.jsonl $(BIN)/python -m pytest tests/reliability
+
+## The benchmark: one table (AWS calls, handler overhead, cold import, end-to-end), also written to bench/results.json.
+bench: install
+	$(BIN)/python bench/run.py --json bench/results.json
 
 ## SAM's own validation (the transform and its lint) of every template, offline; the SAM CLI lives in its own venv (.venv-sam).
 sam-validate:

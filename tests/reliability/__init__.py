@@ -1,0 +1,1 @@
+"""Reliability: FIFO under concurrency and the whole connector under AWS and UCM faults (`make reliability`)."""
