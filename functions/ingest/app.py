@@ -60,7 +60,8 @@ def _int_param(request: api.Request, name: str, *, default: int, low: int, high:
     value = request.query(name)
     if value is None or value == "":
         return default
-    if not value.isascii() or not value.isdigit() or not low <= int(value) <= high:
+    # Length first: int() of more digits than sys.get_int_max_str_digits() raises a plain ValueError.
+    if not value.isascii() or not value.isdigit() or len(value) > len(str(high)) or not low <= int(value) <= high:
         raise InvalidField(name, f"must be an integer from {low} to {high}")
     return int(value)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pms_connector.errors import (
     CODE_MALFORMED,
     ConnectorError,
+    InvalidField,
     MalformedRequest,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -171,12 +171,14 @@ def decode_httppms_body(request: Request) -> Any:
             return xmlcodec.parse_request(raw, max_bytes=HTTPPMS_MAX_BODY_BYTES)
         except xmlcodec.XmlError as exc:
             raise MalformedRequest(str(exc)) from None
+    from pms_connector import wire
+
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise MalformedRequest("the request body is not valid JSON") from None
-    except RecursionError:
-        raise MalformedRequest("the request body is nested too deeply") from None
+        return wire.loads(raw)
+    except wire.WireError as exc:
+        if exc.path:  # one value JSON cannot carry (NaN, 1e999, a lone surrogate...): code 202 naming it
+            raise InvalidField(wire.field_name(exc.path), exc.reason) from None
+        raise MalformedRequest(f"the request body is {exc}") from None
 
 
 def require_json(request: Request) -> None:

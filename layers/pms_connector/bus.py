@@ -16,6 +16,13 @@ if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
 
 EVENT_SOURCE = "pms-connector"
+MAX_EVENT_BYTES = 262_144  # PutEvents: one entry, all of it, at most 256 KiB
+
+
+def event_size(action: str, detail: Mapping[str, Any]) -> int:
+    """The size EventBridge counts for an entry of ours: Source, DetailType and Detail in UTF-8 bytes
+    (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-putevent-size.html; no Time, no Resources)."""
+    return len(EVENT_SOURCE.encode()) + len(action.encode()) + len(dumps(detail).encode())
 
 
 class EventPublisher:
@@ -35,14 +42,8 @@ class EventPublisher:
         """Put one event; any failure raises BusUnavailable (the caller answers 'retry')."""
         try:
             result = self.client.put_events(
-                Entries=[
-                    {
-                        "EventBusName": self.bus_name,
-                        "Source": EVENT_SOURCE,
-                        "DetailType": action,
-                        "Detail": dumps(detail),
-                    }
-                ]
+                Entries=[{"EventBusName": self.bus_name, "Source": EVENT_SOURCE, "DetailType": action,
+                          "Detail": dumps(detail)}]
             )
         except (ClientError, BotoCoreError) as exc:
             logger.warning("event bus unavailable", extra={"error": type(exc).__name__})

@@ -15,11 +15,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import ValidationError
-
 from pms_connector import fifo
 from pms_connector.auth import authenticate_httppms
-from pms_connector.bus import EventPublisher
+from pms_connector.bus import MAX_EVENT_BYTES, EventPublisher, event_size
 from pms_connector.config import PropertyConfig
 from pms_connector.directory import PropertyDirectory
 from pms_connector.errors import (
@@ -29,6 +27,7 @@ from pms_connector.errors import (
     DeliveryConflict,
     InvalidField,
     MalformedRequest,
+    PayloadTooLarge,
     UnknownAction,
 )
 from pms_connector.observability import logger, metric_by, metrics
@@ -40,11 +39,11 @@ from pms_connector.records import (
     CallRequest,
     GetRequest,
     PostRequest,
-    field_issues,
     normalize_action,
+    validate,
 )
 from pms_connector.state import StateStore
-from pms_connector.store import DuplicateRequest
+from pms_connector.store import MAX_SEQ, DuplicateRequest
 
 DAY = 86_400
 CENT = Decimal("0.01")
@@ -91,13 +90,11 @@ def handle_request(
         raise UnknownAction(f"unknown action '{str(body.get('action'))[:40]}'; expected one of "
                             + ", ".join(INBOUND_REQUESTS))
     logger.append_keys(action=action)
-    try:
-        request = model.model_validate(body)
-    except ValidationError as exc:
-        issues = field_issues(exc)
+    request, issues = validate(model, body)
+    if request is None:
         field, reason = issues[0]
         more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
-        raise InvalidField(field, reason + more, action=action) from None
+        raise InvalidField(field, reason + more, action=action)
 
     if isinstance(request, GetRequest):
         return _get_request(prop, request, deps, now)
@@ -134,6 +131,13 @@ def _inbound(
     stripped = {k: v for k, v in body.items() if k not in CREDENTIAL_FIELDS}
     stripped.setdefault("property", prop.id)
     request_id = request_fingerprint(prop.id, stripped)
+    # Refused before it is stored: a request whose event the bus cannot take would be answered 102 forever.
+    # (The body limit alone does not see to it: the event wraps the request, and an XML body's text can
+    # grow when written as JSON.)
+    size = event_size(action, _event(prop, MAX_SEQ, request_id, stripped))
+    if size > MAX_EVENT_BYTES:
+        raise PayloadTooLarge(f"{action}: the request makes a {size}-byte event; the event bus takes "
+                              f"{MAX_EVENT_BYTES} bytes at most")
     answer = _answer(prop, request, deps)
     metrics.add_metric(name="InboundRequests", unit="Count", value=1)
     metric_by("InboundRequests", 1, action=action)
@@ -171,10 +175,13 @@ def _repeat(prop: PropertyConfig, action: str, request_id: str, deps: Dependenci
 def _publish(
     prop: PropertyConfig, action: str, seq: int, request_id: str, request: Mapping[str, Any], deps: Dependencies
 ) -> None:
-    deps.publisher.publish(
-        action, {"property": prop.id, "seq": seq, "request_id": request_id, "request": dict(request)}
-    )
+    deps.publisher.publish(action, _event(prop, seq, request_id, request))
     deps.store.mark_published(prop.id, seq)
+
+
+def _event(prop: PropertyConfig, seq: int, request_id: str, request: Mapping[str, Any]) -> dict[str, Any]:
+    """The bus event's detail for an inbound request."""
+    return {"property": prop.id, "seq": seq, "request_id": request_id, "request": dict(request)}
 
 
 def request_fingerprint(property_id: str, request: Mapping[str, Any]) -> str:

@@ -8,12 +8,12 @@ pmslink needs it in multi-hotel scenarios.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pms_connector import wire
 from pms_connector.config import PropertyConfig
 from pms_connector.errors import InvalidRecords, MalformedRequest
 from pms_connector.observability import logger, metrics
@@ -36,12 +36,14 @@ class IngestResult:
 def parse_body(raw: bytes) -> list[Any]:
     """The records of an ingest body: one JSON object or an array of them."""
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedRequest(f"body is not valid JSON: {exc.__class__.__name__} at position "
-                               f"{getattr(exc, 'pos', getattr(exc, 'start', 0))}") from None
-    except RecursionError:
-        raise MalformedRequest("body is nested too deeply") from None
+        data = wire.loads(raw)
+    except wire.WireError as exc:
+        if not exc.path:
+            raise MalformedRequest(f"body: {exc}") from None
+        # A value JSON cannot carry (NaN, 1e999, a lone surrogate...): named like any invalid field.
+        index, path = (exc.path[0], exc.path[1:]) if isinstance(exc.path[0], int) else (0, exc.path)
+        raise InvalidRecords([{"index": index, "field": wire.field_name(path) or "(record)",
+                               "reason": exc.reason}]) from None
     records = data if isinstance(data, list) else [data]
     if not records:
         raise MalformedRequest("body is an empty array; send at least one record")
@@ -68,6 +70,9 @@ def validate_records(prop: PropertyConfig, records: list[Any], now: datetime | N
             if named is not None and named != prop.id:
                 issues.append({"index": index, "field": "property",
                                "reason": "does not match the property in the URL"})
+            # pmslink may poll in XML: a record must fit that format too, or it could not be delivered.
+            issues += [{"index": index, "field": field, "reason": reason}
+                       for field, reason in wire.record_issues(record)]
             if len(dumps(record).encode()) > MAX_RECORD_BYTES:
                 issues.append({"index": index, "field": "(record)",
                                "reason": f"larger than {MAX_RECORD_BYTES} bytes"})

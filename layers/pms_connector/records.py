@@ -13,11 +13,12 @@ records reach pmslink as the PMS wrote them, so callers keep the original mappin
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import datetime as _dt
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -66,7 +67,15 @@ def _uid_to_str(value: object) -> object:
     return value
 
 
+def _no_bool(value: object) -> object:
+    # pydantic's lax mode reads true/false as 1/0; the spec's Number fields are numbers, never booleans.
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")
+    return value
+
+
 SpecDateTime = Annotated[str, AfterValidator(_check_datetime)]
+Count = Annotated[int, Field(ge=0), BeforeValidator(_no_bool)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 Room = Annotated[str, StringConstraints(min_length=1, max_length=32)]
@@ -135,7 +144,7 @@ class BookingRecord(SpecModel):
     cos_pbx: Text | None = None
     cos_tv: Text | None = None
     cos_inet: Text | None = None
-    pax: Annotated[int, Field(ge=0, le=99)] | None = None
+    pax: Annotated[int, Field(ge=0, le=99), BeforeValidator(_no_bool)] | None = None
     GUEST_LIST: Annotated[list[Guest], Field(max_length=50)] | None = None
 
     @field_validator("room")
@@ -284,9 +293,9 @@ class CallRequest(AuthenticatedRequest):
     call_type: Literal["O", "I", "L"]
     line: Text | None = None
     number: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    response: Annotated[int, Field(ge=0)] | None = None
-    duration: Annotated[int, Field(ge=0)]
-    units: Annotated[int, Field(ge=0)] | None = None
+    response: Count | None = None
+    duration: Count
+    units: Count | None = None
     price: Amount | None = Field(None, validation_alias=AliasChoices("price", "Price"))
 
 
@@ -317,6 +326,9 @@ INBOUND_REQUESTS: dict[str, type[AuthenticatedRequest]] = {
 }
 
 CREDENTIAL_FIELDS = frozenset({"user", "usertoken"})
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 # --- validation helpers -------------------------------------------------------------------------
@@ -373,6 +385,42 @@ def _reason(msg: str) -> str:
     return msg[0].lower() + msg[1:] if msg else msg
 
 
+def validate(model: type[_M], data: Mapping[str, Any]) -> tuple[_M | None, list[tuple[str, str]]]:
+    """``data`` validated as ``model``, or None and every problem as (field, reason).
+
+    A field the spec spells two ways (``status``/``roomstatus``...) may be sent under both names, but then
+    they must agree: the other name reaches pmslink or the bus as sent, so it cannot go unvalidated."""
+    issues = _spelling_issues(model, data, "")
+    try:
+        instance = model.model_validate(data)
+    except ValidationError as exc:
+        return None, issues + field_issues(exc)
+    return (None, issues) if issues else (instance, [])
+
+
+def _spelling_issues(model: type[BaseModel], data: Mapping[str, Any], prefix: str) -> list[tuple[str, str]]:
+    issues = []
+    for names in _spellings(model):
+        sent = [name for name in names if name in data]
+        for other in sent[1:]:
+            if data[other] != data[sent[0]] or type(data[other]) is not type(data[sent[0]]):
+                issues.append((f"{prefix}{other}", f"disagrees with '{sent[0]}', its other spelling: send one, "
+                                                   "or both with the same value"))
+    guests = data.get("GUEST_LIST") if model is BookingRecord else None
+    if isinstance(guests, list):
+        for index, guest in enumerate(guests):
+            if isinstance(guest, Mapping):
+                issues += _spelling_issues(Guest, guest, f"{prefix}GUEST_LIST[{index}].")
+    return issues
+
+
+@functools.cache
+def _spellings(model: type[BaseModel]) -> tuple[tuple[str, ...], ...]:
+    """The names of each field that has more than one (its AliasChoices)."""
+    return tuple(tuple(str(c) for c in info.validation_alias.choices)
+                 for info in model.model_fields.values() if isinstance(info.validation_alias, AliasChoices))
+
+
 def validate_pms_record(record: object) -> list[tuple[str, str]]:
     """Problems of one PMS record as (field, reason); an empty list means valid."""
     if not isinstance(record, Mapping):
@@ -384,11 +432,7 @@ def validate_pms_record(record: object) -> list[tuple[str, str]]:
     if model is None:
         return [("action", f"unknown action '{_clip(record.get('action'))}'; expected one of "
                  + ", ".join(PMS_RECORDS))]
-    try:
-        model.model_validate(record)
-    except ValidationError as exc:
-        return field_issues(exc)
-    return []
+    return validate(model, record)[1]
 
 
 def _clip(value: Any, limit: int = 32) -> str:

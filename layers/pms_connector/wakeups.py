@@ -90,6 +90,8 @@ def past_wake_issue(prop: PropertyConfig, waketime: str, now: datetime) -> str |
         instant = wake_instant(waketime, prop.zone)
     except ValueError:
         return "not a valid date-time (YYYY-MM-DDTHH:NN:SS)"
+    except OverflowError:  # year 1 east of UTC or 9999 west of it: no instant to schedule
+        return f"is outside the dates that can be scheduled in {prop.timezone}"
     if instant <= now:
         local_now = now.astimezone(prop.zone).strftime(DATETIME_FORMAT)
         return f"is in the past (now {local_now} in {prop.timezone})"

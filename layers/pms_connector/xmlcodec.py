@@ -41,14 +41,15 @@ Response mapping (``dump_response``)
 * ``None`` values are omitted (in lists too).
 * ``bool`` -> ``"true"``/``"false"``; ``int`` -> decimal digits; ``float``/``Decimal`` -> the spec's
   type 'real': two decimals, rounded half up (``Decimal("2.2")`` -> ``2.20``, ``0.675`` -> ``0.68``);
-  NaN and infinities are rejected; ``str`` as is.
+  NaN and infinities are rejected; ``str`` as is, but for the characters XML 1.0 cannot carry at all
+  (NUL, most C0 controls, lone surrogates), each written as U+FFFD: the JSON answer keeps them.
 * A list (or tuple) under key ``K`` -> ``<K>`` with one child per item; the item tag is ``record``
   for ``ACTION_LIST``, ``guest`` for ``GUEST_LIST``, ``item`` for ``ITEM_LIST`` and for any other
   key. Dict items become elements with their fields; scalar items become text.
 * A dict (any ``Mapping``) -> nested element.
-* Any other value type (``bytes``, ``datetime``, ...), a string holding characters XML cannot carry
-  (e.g. ``\\x00``), or nesting deeper than 32 levels is an error: serialise such values to ``str``
-  before calling (the spec's dates are strings ``YYYY-MM-DDTHH:NN:SS``).
+* Any other value type (``bytes``, ``datetime``, ...) or nesting deeper than 32 levels is an error
+  (the ingest API refuses records nested that deep: wire.py); serialise such values to ``str`` before
+  calling (the spec's dates are strings ``YYYY-MM-DDTHH:NN:SS``).
 
 Security
 --------
@@ -77,6 +78,8 @@ from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
 from lxml import etree
+
+from pms_connector.wire import XML_NAME, xml_text
 
 __all__ = ["XmlError", "dump_response", "is_xml_content_type", "parse_request"]
 
@@ -107,15 +110,6 @@ _MAX_DUMP_DEPTH = 32
 _TWO_PLACES = Decimal("0.01")
 _LIST_ITEM_TAGS = {"ACTION_LIST": "record", "ITEM_LIST": "item", "GUEST_LIST": "guest"}
 _POSITION_SUFFIX = re.compile(r",?\s*line \d+, column \d+\s*$")
-
-# XML 1.0 (5th edition) Name production without ':' (an NCName), so lxml accepts it without a namespace.
-_NAME_START = (
-    "A-Z_a-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u02ff\u0370-\u037d\u037f-\u1fff\u200c-\u200d"
-    "\u2070-\u218f\u2c00-\u2fef\u3001-\ud7ff\uf900-\ufdcf\ufdf0-\ufffd\U00010000-\U000effff"
-)
-_NAME_CHAR = _NAME_START + r"\-.0-9\u00b7\u0300-\u036f\u203f-\u2040"
-_NAME_RE = re.compile(f"[{_NAME_START}][{_NAME_CHAR}]*")
-
 
 def _clip(text: str) -> str:
     """Quote at most 40 characters of document-supplied text (repr, so control chars are escaped)."""
@@ -304,7 +298,7 @@ def dump_response(body: Mapping[str, object], *, root: str = "response") -> byte
 def _check_name(key: object) -> str:
     if not isinstance(key, str):
         raise XmlError(f"XML: key must be a string, not {type(key).__name__}")
-    if not _NAME_RE.fullmatch(key):
+    if not XML_NAME.fullmatch(key):
         raise XmlError(f"XML: key {_clip(key)} is not a valid XML element name")
     return key
 
@@ -334,7 +328,7 @@ def _put(element: Any, name: str, value: object, *, depth: int) -> None:
             if item is not None:
                 _put(etree.SubElement(element, item_tag), item_tag, item, depth=depth + 1)
     else:
-        text = _scalar(name, value)
+        text = xml_text(_scalar(name, value))  # NUL and C0 controls, which XML cannot carry, become U+FFFD
         try:
             element.text = text
         except ValueError:

@@ -437,10 +437,6 @@ def test_every_operation_survives_schemathesis(
     assert any(not answer.startswith("401") for answer in fuzzer.tally.answers), fuzzer.tally.answers
 
 
-@pytest.mark.xfail(strict=True, reason="DOC/VALIDATION: pydantic's lax mode reads true/false as 1/0 in integer "
-                   "fields (CALL duration, units, response; BOOKING pax) while the document allows an integer or "
-                   "its digits as text only; found by the full schemathesis run. Either the models refuse booleans "
-                   "there or the document admits them")
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [("POST", "/httppms", {"action": "CALL", "room": "101", "call_type": "O", "number": "600111222",

@@ -291,10 +291,13 @@ def test_other_2xx_statuses_are_read_like_200() -> None:
 @pytest.mark.parametrize(("raw", "problem"), [
     (b"", "empty answer"),
     (b"   \n", "empty answer"),
-    (b"OK", "not JSON"),
-    (b"<response><code>0</code></response>", "not JSON"),
-    (b'{"code": 0', "not JSON"),
-    (b"\xff\xfe{}", "not UTF-8"),
+    (b"OK", "not valid JSON"),
+    (b"<response><code>0</code></response>", "not valid JSON"),
+    (b'{"code": 0', "not valid JSON"),
+    (b"\xff{}", "not valid UTF-8"),
+    (b"\xff\xfe{}", "not valid JSON"),  # a BOM says UTF-16, as RFC 8259 lets readers detect: one CJK character
+    (b'{"code": 0, "description": NaN}', "NaN is not a JSON number"),
+    (b'{"code": 0, "ACTION_LIST": [{"note": "\\ud800"}]}', "lone UTF-16 surrogate"),
     (b"[1, 2]", "not a JSON object"),
     (b'"OK"', "not a JSON object"),
     (b"null", "not a JSON object"),

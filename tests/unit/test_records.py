@@ -12,13 +12,12 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from pms_connector.records import (
     INBOUND_REQUESTS,
     PMS_RECORDS,
-    field_issues,
     normalize_action,
+    validate,
     validate_pms_record,
 )
 
@@ -182,11 +181,7 @@ def request(kind: str, /, **changes: Any) -> dict[str, Any]:
 
 def request_issues(kind: str, body: dict[str, Any]) -> list[tuple[str, str]]:
     """The (field, reason) issues of an inbound request; [] when it validates."""
-    try:
-        INBOUND_REQUESTS[kind].model_validate(body)
-    except ValidationError as exc:
-        return field_issues(exc)
-    return []
+    return validate(INBOUND_REQUESTS[kind], body)[1]
 
 
 def issue_fields(issues: list[tuple[str, str]]) -> list[str]:
@@ -480,6 +475,35 @@ def test_given_call_price_in_either_spelling_when_validated_then_price_read(spel
     body[spelling] = 2.50
     call = INBOUND_REQUESTS["CALL"].model_validate(body)
     assert call.price == Decimal("2.50")
+
+
+@pytest.mark.parametrize(("kind", "first", "second", "value", "other"), [
+    ("CALL", "price", "Price", 2.5, "2.50 EUR"),
+    ("POST", "amount", "Amount", 2.5, 3),
+    ("RS", "status", "roomstatus", "C", 123),
+])
+def test_given_both_spellings_when_they_disagree_then_issue_on_the_second(kind: str, first: str, second: str,
+                                                                          value: object, other: object) -> None:
+    body = request(kind, **{first: value, second: other})
+    assert (second, "disagrees with") in [(f, r[:14]) for f, r in request_issues(kind, body)]
+    assert request_issues(kind, request(kind, **{first: value, second: value})) == []  # agreeing: fine
+
+
+def test_given_guest_with_both_spellings_when_they_disagree_then_issue_names_the_guest() -> None:
+    issues = validate_pms_record(booking_with_guest(acontact=True, allow_contact="x" * 5_000))
+    assert issue_fields(issues) == ["GUEST_LIST[0].allow_contact"]
+    assert validate_pms_record(booking_with_guest(acontact=True, allow_contact=True)) == []
+    assert validate_pms_record(booking_with_guest(acontact=1, allow_contact=True)) != []  # same value, same type
+
+
+@pytest.mark.parametrize(("kind", "field"), [("CALL", "duration"), ("CALL", "units"), ("CALL", "response")])
+def test_given_boolean_in_a_number_field_when_validated_then_refused(kind: str, field: str) -> None:
+    assert (field, "must be a number, not true or false") in request_issues(kind, request(kind, **{field: True}))
+    assert request_issues(kind, request(kind, **{field: "3"})) == []  # digits as text, as XML sends them
+
+
+def test_given_boolean_pax_when_validated_then_refused() -> None:
+    assert issue_fields(validate_pms_record(record("BOOKING", pax=False))) == ["pax"]
 
 
 @pytest.mark.parametrize("call_type", ["O", "I", "L"])

@@ -319,12 +319,12 @@ def _parse(raw: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
         return None, f"answer larger than {MAX_RESPONSE_BYTES} bytes, not read"
     if not raw.strip():
         return None, "empty answer"
-    try:
-        document = json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        return None, "answer is not UTF-8"
-    except (ValueError, RecursionError):
-        return None, "answer is not JSON"
+    from pms_connector import wire
+
+    try:  # strictly: NaN, 1e999 or a lone surrogate in a polled record could not be stored or sent on
+        document = wire.loads(raw)
+    except wire.WireError as exc:
+        return None, f"answer: {exc}"
     if not isinstance(document, dict):
         return None, "answer is not a JSON object"
     return document, None
