@@ -5,8 +5,10 @@
 
 The model multiplies a day of a hotel's traffic by what each request costs the connector (AWS calls, capacity
 units, log bytes, Lambda time), then by the list prices below. Deployment-wide costs (the sweeper's rate rule,
-alarms, the dashboard, metrics without a property dimension) are shared by ``--properties`` hotels. The VPN
-(infra/vpn.yaml, infra/vpn-site.yaml) is priced separately: the issue's goal (under $3) excludes it.
+alarms, the alarm topic's KMS key, the dashboard, metrics without a property dimension) are shared by
+``--properties`` hotels. The key is priced as it is from its third year on, after the two yearly rotations KMS
+bills (``--key-rotations 0`` for its first year). The VPN (infra/vpn.yaml, infra/vpn-site.yaml, with each
+site's tunnel-state alarms) is priced separately: the issue's goal (under $3) excludes it.
 
 Where the per-request figures come from:
 - AWS calls per request are asserted by the tests: tests/integration/test_aws_calls.py (ingest, GET_REQUEST,
@@ -48,6 +50,12 @@ PRICES = {
     "scheduler_invocation_per_million": 1.00,
     "xray_trace_per_million": 5.00,          # traces recorded
     "sns_publish_per_million": 0.50,
+    # The alarm topic's customer managed KMS key (template.yaml AlarmTopicKey; CloudWatch cannot publish to a
+    # topic under the AWS managed aws/sns key). Per key and month, prorated by the hour; with automatic
+    # rotation (yearly) the first and the second rotation each add the same again, later ones nothing.
+    "kms_key_month": 1.00,
+    "kms_key_rotation_month": 1.00,
+    "kms_request_per_10k": 0.03,             # symmetric requests, beyond the free tier
     # VPN, reported apart (excluded from the goal)
     "vpn_connection_hour": 0.05,
     "tgw_attachment_hour": 0.05,
@@ -59,7 +67,9 @@ DAYS_PER_MONTH = 30.4
 
 # --- what the deployment is made of (template.yaml) -----------------------------------------------------
 LAMBDA_GB = 0.5                # MemorySize 512
-ALARM_METRICS = 23             # 9 single-metric alarms + Errors and Throttles over 6 functions + 2 table throttles
+ALARM_METRICS = 22             # 8 single-metric alarms, Errors + Throttles of each of 6 functions, table throttles (2)
+ALARM_NOTIFICATIONS = 1_000    # alarm and OK notifications a month (generous), each 2 KMS requests
+SITE_ALARMS = 2                # infra/vpn-site.yaml: both tunnels down, one tunnel down (billed with the VPN)
 SHARED_METRICS = 31            # metrics without a property dimension (service-only counters, InboundRequests x action)
 INTERFACE_ENDPOINTS = 5        # Secrets Manager, SSM, Logs, Monitoring, EventBridge (DynamoDB is a free gateway)
 AZS = 2
@@ -81,6 +91,7 @@ class Hotel:
     api_tracing: bool = False           # ApiTracing parameter
     sites: int = 1                      # VPN connections for this hotel
     trouble_share: float = 0.05         # share of hours with a backlog, an unreachable UCM or a wake-up at risk
+    key_rotations: int = 2              # rotations the alarm key has had: 0 in its first year, 2 from its third on
 
 
 @dataclass(frozen=True)
@@ -95,28 +106,29 @@ class Work:
     events: int = 0
 
 
-PLATFORM_LOG = 330       # START, END and REPORT lines of one invocation
+PLATFORM_LOG = 330       # START, END and REPORT lines of one invocation (none for httppms: SystemLogLevel WARN)
 JSON_LINE = 650          # one Powertools line with the Lambda context keys
 EMF_BLOB = 350           # one metrics blob
 ACCESS_LOG = 300         # one HTTP API access log line
 
 WORK = {
     # GetItem cursor + Query FIFO (both strongly consistent, nothing found): 2 RRU; no log line, no metric.
-    "get_request_empty": Work(rru=2, lambda_ms=15, log_bytes=PLATFORM_LOG + ACCESS_LOG, api_request=True),
+    "get_request_empty": Work(rru=2, lambda_ms=15, log_bytes=ACCESS_LOG, api_request=True),
     # ... plus the records read (1 KB each) and the cursor update (UpdateItem, 1 WRU): per delivered record.
     "get_request_record": Work(rru=1.25, wru=1, lambda_ms=25,
-                               log_bytes=PLATFORM_LOG + ACCESS_LOG + JSON_LINE + EMF_BLOB, api_request=True),
+                               log_bytes=ACCESS_LOG + JSON_LINE + EMF_BLOB, api_request=True),
     # Query tail + BatchGetItem state + TransactWriteItems. Write units measured by bench/capacity.py: a
-    # BOOKING check-in 10 (FIFO record, booking, room, UCM command, due marker), RS/MUR/COS/WMSG/DND 4.
-    "ingest_booking": Work(rru=3, wru=10, lambda_ms=60,
+    # BOOKING check-in 12 (FIFO record, booking, room, UCM command, due marker, the request's marker),
+    # RS/MUR/COS/WMSG/DND 6.
+    "ingest_booking": Work(rru=3, wru=12, lambda_ms=60,
                            log_bytes=PLATFORM_LOG + ACCESS_LOG + JSON_LINE + EMF_BLOB, api_request=True),
-    "ingest_other": Work(rru=3, wru=4, lambda_ms=50,
+    "ingest_other": Work(rru=3, wru=6, lambda_ms=50,
                          log_bytes=PLATFORM_LOG + ACCESS_LOG + JSON_LINE + EMF_BLOB, api_request=True),
     # Lease UpdateItem + Query pending + finish (UpdateItem/transaction): 3 calls; one UCM round trip over VPN.
     "ucm_command": Work(rru=1, wru=4, lambda_ms=350, log_bytes=PLATFORM_LOG + 2 * JSON_LINE + 2 * EMF_BLOB),
     # Query dedupe + TransactWriteItems (inbound log, dedupe, charge) + PutEvents + UpdateItem publish mark.
     "inbound_request": Work(rru=1, wru=7, lambda_ms=60,
-                            log_bytes=PLATFORM_LOG + ACCESS_LOG + JSON_LINE + 2 * EMF_BLOB, api_request=True,
+                            log_bytes=ACCESS_LOG + JSON_LINE + 2 * EMF_BLOB, api_request=True,
                             events=1),
     # Stream arming (2 Scheduler calls), at-risk check, result (GetItem, BatchGetItem, one transaction).
     "wakeup": Work(rru=4, wru=8, lambda_ms=250, log_bytes=3 * (PLATFORM_LOG + JSON_LINE + EMF_BLOB), events=1),
@@ -177,6 +189,9 @@ def monthly(hotel: Hotel) -> dict[str, dict[str, float]]:
         + sweeps / 1e6 * p["xray_trace_per_million"],
         "Scheduler (the two rate rules)": 2 * sweeps / 1e6 * p["scheduler_invocation_per_million"],
         "Alarms": ALARM_METRICS * p["alarm_metric_month"],
+        "KMS key of the alarm topic (rotated yearly)": p["kms_key_month"]
+        + min(hotel.key_rotations, 2) * p["kms_key_rotation_month"]
+        + ALARM_NOTIFICATIONS * 2 / 1e4 * p["kms_request_per_10k"],
         "Dashboard": p["dashboard_month"],
         "Metrics without the property dimension": SHARED_METRICS * p["metric_month"],
     }
@@ -184,6 +199,7 @@ def monthly(hotel: Hotel) -> dict[str, dict[str, float]]:
     vpn = {
         "Site-to-Site VPN connection": hotel.sites * HOURS_PER_MONTH * p["vpn_connection_hour"],
         "Transit Gateway attachment (the site's)": hotel.sites * HOURS_PER_MONTH * p["tgw_attachment_hour"],
+        "The site's tunnel-state alarms": hotel.sites * SITE_ALARMS * p["alarm_metric_month"],
         "Share of the VPC's TGW attachment + endpoints": (HOURS_PER_MONTH * p["tgw_attachment_hour"]
                                                           + INTERFACE_ENDPOINTS * AZS * HOURS_PER_MONTH
                                                           * p["interface_endpoint_az_hour"]) / hotel.properties,

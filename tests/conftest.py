@@ -223,8 +223,98 @@ class IamRecorder:
             self.actions.add(f"{prefix}:{operation}")
 
 
+# --- a function's execution role as template.yaml writes it (one AWS::IAM::Role per function) ----------------
+
+# What Lambda itself does with a function's role, by the function's configuration (template.yaml's roles
+# comment): write its logs, send its traces, read the stream of a stream event, send a batch it gave up on to
+# the on-failure destination, manage the network interfaces of a function in a VPC.
+LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+TRACE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+STREAM_ACTIONS = {"dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                  "dynamodb:ListStreams"}
+VPC_ACTIONS = {"ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+               "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses"}
+_NO_VALUE = object()
+
+
+def _condition(template: Any, name: str) -> bool:
+    def holds(expr: Any) -> bool:
+        (key, arg), = expr.items()
+        if key == "Fn::Equals":
+            left, right = (template.resolve(v) for v in arg)
+            return str(left) == str(right)
+        if key == "Fn::Not":
+            return not holds(arg[0])
+        if key == "Fn::And":
+            return all(holds(v) for v in arg)
+        if key == "Fn::Or":
+            return any(holds(v) for v in arg)
+        if key in ("Condition", "Fn::Condition"):
+            return _condition(template, arg)
+        raise NotImplementedError(key)
+
+    return holds(template.doc["Conditions"][name])
+
+
+def evaluated(template: Any, value: Any) -> Any:
+    """``value`` with its Fn::If resolved for the template's parameters (AWS::NoValue dropped)."""
+    if isinstance(value, list):
+        return [v for v in (evaluated(template, item) for item in value) if v is not _NO_VALUE]
+    if isinstance(value, dict):
+        if value == {"Ref": "AWS::NoValue"}:
+            return _NO_VALUE
+        if set(value) == {"Fn::If"}:
+            name, when_true, when_false = value["Fn::If"]
+            return evaluated(template, when_true if _condition(template, name) else when_false)
+        return {k: v for k, v in ((k, evaluated(template, v)) for k, v in value.items()) if v is not _NO_VALUE}
+    return value
+
+
+def execution_role(template: Any, function: str) -> str:
+    """Logical id of the function's own AWS::IAM::Role (``Role: !GetAtt <id>.Arn``)."""
+    role = template.resources[function]["Properties"]["Role"]
+    assert set(role) == {"Fn::GetAtt"} and role["Fn::GetAtt"][1] == "Arn", role
+    logical_id: str = role["Fn::GetAtt"][0]
+    assert template.resources[logical_id]["Type"] == "AWS::IAM::Role", logical_id
+    return logical_id
+
+
+def role_statements(template: Any, function: str, effect: str = "Allow") -> list[dict[str, Any]]:
+    """The statements of the function's execution role with that effect, conditions evaluated, each with its
+    Action as a list."""
+    role = template.resources[execution_role(template, function)]["Properties"]
+    assert "ManagedPolicyArns" not in role, f"{function}: a managed policy grants what the tests cannot see"
+    statements = []
+    for policy in role["Policies"]:
+        for statement in evaluated(template, policy["PolicyDocument"]["Statement"]):
+            if statement["Effect"] == effect:
+                action = statement["Action"]
+                statements.append({**statement, "Action": [action] if isinstance(action, str) else action})
+    return statements
+
+
+def lambda_service_actions(template: Any, function: str) -> set[str]:
+    """What Lambda does with the function's role, derived from the function's configuration."""
+    props = template.resources[function]["Properties"]
+    tracing = evaluated(template, props.get("Tracing", template.doc["Globals"]["Function"].get("Tracing")))
+    actions = set(LOG_ACTIONS) | (TRACE_ACTIONS if tracing == "Active" else set())
+    for event in props.get("Events", {}).values():
+        if event["Type"] == "DynamoDB":
+            actions |= STREAM_ACTIONS
+            if "OnFailure" in event["Properties"].get("DestinationConfig", {}):
+                actions.add("sqs:SendMessage")
+    if "VpcConfig" in props:
+        actions |= VPC_ACTIONS
+    return actions
+
+
 @pytest.fixture
 def iam(deployment: Deployment) -> IamRecorder:
+    return iam_recorder()
+
+
+def iam_recorder() -> IamRecorder:
+    """An IamRecorder on the clients the functions share in this process (config providers made anew)."""
     from aws_lambda_powertools.utilities import parameters
     from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
@@ -263,8 +353,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def session_scan() -> Any:
     """The session's LeakScan (tests/leakscan.py), for output that does not pass through this process's
-    loggers: the local runner's subprocess in the e2e tests."""
+    loggers: the local runner's subprocess in the e2e tests (tests.leakscan.RunnerOutput)."""
     return _SESSION_SCAN[0] if _SESSION_SCAN else None
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """What each test wrote to stdout and stderr (EMF metric blobs, print()) goes through the scan too."""
+    if _SESSION_SCAN:
+        from tests.leakscan import feed_captured
+
+        feed_captured(_SESSION_SCAN[0], report)
 
 
 @pytest.fixture
@@ -284,14 +382,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not _SESSION_SCAN:
         return
     scan, context = _SESSION_SCAN
+    unread = scan.close_runners()  # every runner stopped and its output read to the last line first
     context.__exit__(None, None, None)
     _SESSION_SCAN.clear()
     leaks = scan.leaks()
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
-        reporter.write_line(f"leak scan: {len(scan.lines)} log lines searched for {len(scan.values)} secret and "
-                            f"guest-data values: {len(leaks)} leak(s)")
+        reporter.write_line(scan.summary(leaks))
         for leak in leaks[:20]:
             reporter.write_line(f"  LEAK {leak}", red=True)
-    if leaks:
+        for problem in unread:
+            reporter.write_line(f"  UNREAD {problem}", red=True)
+    if leaks or unread:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

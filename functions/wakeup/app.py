@@ -57,6 +57,7 @@ trace_calls(("botocore",))
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.clear_metrics()
     if "wakeup" in event:
+        logger.set_correlation_id(context.aws_request_id)  # a re-pushed command carries it to the UCM call
         return _run_check(event)
     from aws_lambda_powertools.utilities.batch import process_partial_response
 

@@ -5,6 +5,8 @@
     pms-connector config push FILE [--environment dev]       publish it to SSM + Secrets Manager
     pms-connector token --properties FILE --property ID      a signed GET_REQUEST body for now
     pms-connector property list|show|validate|check-ucm      the properties of a deployed stack
+                                                             (check-ucm: from the stack's VPC)
+    pms-connector property retire ID [--export FILE]         delete what a deleted property stack left
     pms-connector queue depth|replay                         their pmslink queues (FIFO)
     pms-connector outbox list|retry|park ID                  a property's UCM commands
     pms-connector inbound tail ID [--follow]                 what pmslink sent (action, room, time)
@@ -12,7 +14,9 @@
 
 The operator commands find the stack's resources from its CloudFormation Outputs (--stack, or
 $PMS_CONNECTOR_STACK; --profile, --region), or take --table/$TABLE_NAME and --environment; they use moto
-when AWS_ENDPOINT_URL points at the local runner's moto server. Exit codes: docs/operator.md.
+when AWS_ENDPOINT_URL points at the local runner's moto server. Listings print tables (--json: one JSON
+document), with a progress bar on stderr when it is a terminal and the reading takes a while. Exit codes:
+docs/operator.md.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any, TextIO
@@ -32,10 +38,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 from pms_connector.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pms_connector.operator import InboundRow, OutboxStatus, Target
+    from pms_connector.operator import CheckStep, InboundRow, OutboxStatus, Target
 
 EXIT_USAGE = 2
-PROGRESS_THRESHOLD = 10  # fewer properties than this are read too quickly to need a progress counter
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,7 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--environment", default=None,
                        help="without --stack: config prefixes of this environment (default: "
                             "$PMS_CONNECTOR_ENVIRONMENT or dev)")
-    where.add_argument("--json", action="store_true", help="JSON output instead of a table, where there is one")
+    where.add_argument("--json", action="store_true", help="one JSON document on stdout instead of a table")
     stack.set_defaults(operator=True)
 
     prop = commands.add_parser("property", help="the properties of a deployed stack")
@@ -148,7 +153,23 @@ def _parser() -> argparse.ArgumentParser:
     ucm = prop_commands.add_parser("check-ucm", parents=[stack],
                                    help="test reachability, TLS and credentials of the property's UCM")
     ucm.add_argument("property_id", metavar="ID")
+    ucm.add_argument("--from-here", action="store_true",
+                     help="with a stack: probe from this machine, not from the stack's dispatcher function")
     ucm.set_defaults(run=_property_check_ucm)
+    retire = prop_commands.add_parser("retire", parents=[stack],
+                                      help="delete what a deleted property stack left: items, markers, schedules")
+    retire.add_argument("property_id", metavar="ID")
+    keep = retire.add_mutually_exclusive_group()
+    keep.add_argument("--export", metavar="FILE", default=None,
+                      help="first write the records pmslink has not received to FILE (JSON Lines, mode 0600)")
+    keep.add_argument("--discard-undelivered", action="store_true",
+                      help="delete the records pmslink has not received without keeping them")
+    retire.add_argument("--force", action="store_true", help="retire it although its config still exists")
+    retire.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    retire.add_argument("--schedule-group", default=None,
+                        help="the wake-up schedule group (default: the stack's; without a stack "
+                             "$WAKEUP_SCHEDULE_GROUP, else the schedules are not looked for)")
+    retire.set_defaults(run=_property_retire)
 
     queue = commands.add_parser("queue", help="the properties' pmslink queues (FIFO)")
     queue_commands = queue.add_subparsers(dest="queue_command", required=True)
@@ -265,45 +286,134 @@ def _target(args: argparse.Namespace) -> Target:
                           environment=environment)
 
 
-class _Progress:
-    """A ``\\r`` counter on stderr while many items are read; nothing when stderr is not a terminal."""
+class _ProgressBar:
+    """A progress bar on stderr while a command reads many items or pages::
 
-    def __init__(self, label: str, stream: TextIO | None = None) -> None:
-        self.label = label
+        [#########...........] 45/100 properties 45% 3.2 s
+
+    Drawn only when stderr is a terminal, and only once the work has taken ``delay`` seconds, so a quick
+    command shows nothing; when it was drawn, it is replaced at the end by one line, ``100 properties in
+    7.9 s`` (on an error or Ctrl-C the line is only cleared, for the error message). Off a terminal (scripts,
+    CI) it writes nothing at all, not even a control character. While the total is not known yet (None:
+    still paging through the configs) it shows the count and the time. It is an ``operator.Progress``, and
+    may be called from several threads (queue reads run in parallel): counts never go backwards.
+    """
+
+    WIDTH = 20
+    REDRAW_SECONDS = 0.1  # at most ten redraws a second: a fast loop is not slowed down by the terminal
+
+    def __init__(self, one: str, many: str, *, enabled: bool = True, stream: TextIO | None = None,
+                 delay: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+        self.one, self.many = one, many
         self.stream = stream or sys.stderr
+        self.active = enabled and self.stream.isatty()
+        self.delay = delay
+        self.clock = clock
         self.shown = False
+        self.done = 0
+        self.total: int | None = None
+        self._lock = threading.Lock()
+        self._started = self._drawn = clock()
 
-    def __call__(self, done: int, total: int) -> None:
-        if total < PROGRESS_THRESHOLD or not self.stream.isatty():
+    def __enter__(self) -> _ProgressBar:
+        self._started = self._drawn = self.clock()
+        return self
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if not self.active:
             return
-        self.stream.write(f"\r{self.label} {done}/{total}")
-        self.stream.flush()
-        self.shown = True
+        with self._lock:
+            self.done = max(self.done, done) if total == self.total else done  # a new total: a new phase
+            self.total = total
+            now = self.clock()
+            if now - self._started < self.delay:
+                return
+            if self.shown and now - self._drawn < self.REDRAW_SECONDS and self.done != total:
+                return
+            self._drawn = now
+            self.shown = True
+            self.stream.write(f"\r{self.line(now)}\x1b[K")
+            self.stream.flush()
 
-    def clear(self) -> None:
-        if self.shown:
+    def line(self, now: float) -> str:
+        """The bar as it reads at ``now``, without control characters."""
+        elapsed = f"{now - self._started:.1f} s"
+        if not self.total:
+            return f"{self.done} {self._noun(self.done)} {elapsed}"
+        share = min(1.0, self.done / self.total)
+        filled = int(self.WIDTH * share)
+        return (f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total} {self._noun(self.total)} "
+                f"{share:.0%} {elapsed}")
+
+    def _noun(self, count: int) -> str:
+        return self.one if count == 1 else self.many
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        with self._lock:
+            if not self.shown:
+                return
             self.stream.write("\r\x1b[K")
+            if exc_type is None:
+                self.stream.write(f"{self.done} {self._noun(self.done)} in {self.clock() - self._started:.1f} s\n")
             self.stream.flush()
             self.shown = False
 
-    def __enter__(self) -> _Progress:
-        return self
 
-    def __exit__(self, *_: object) -> None:
-        self.clear()
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NUMBER = re.compile(r"-?\d+")
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """Plain aligned columns; columns holding only numbers are right-aligned."""
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max([len(h), *(len(row[i]) for row in cells)]) for i, h in enumerate(headers)]
-    numeric = [bool(cells) and all(row[i].lstrip("-").isdigit() for row in cells) for i in range(len(headers))]
+def _cell(value: object) -> str:
+    """A value as a table cell or a line of a report: one line, no control characters (a room or a UCM's
+    answer comes from outside: it must not move the cursor or recolour the operator's terminal)."""
+    return _CONTROL.sub(" ", "-" if value is None else str(value))
 
-    def line(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if right else v.ljust(w) for v, w, right in zip(values, widths, numeric, strict=True)]
+
+class _Table:
+    """Aligned columns under a header. Widths come from the content (at least ``minimums``); a cell longer
+    than its column's ``limits`` is cut with an ellipsis. The columns in ``right`` are right-aligned; without
+    ``right``, those holding only numbers (rooms and addresses that look like numbers are names: give
+    ``right``). ``row`` renders one more row in the widths of the last ``render``, for output that goes on
+    (``inbound tail --follow``): a longer cell then widens its line rather than losing characters below
+    its limit."""
+
+    def __init__(self, headers: Sequence[str], *, limits: Mapping[str, int] | None = None,
+                 minimums: Mapping[str, int] | None = None, right: Collection[str] | None = None) -> None:
+        self.headers = list(headers)
+        self.limits = dict(limits or {})
+        self.minimums = dict(minimums or {})
+        self.fixed = right is not None
+        self.right = [h in (right or ()) for h in self.headers]
+        self.widths = [max(len(h), self.minimums.get(h, 0)) for h in self.headers]
+
+    def render(self, rows: Iterable[Sequence[object]]) -> str:
+        cells = [self._cells(row) for row in rows]
+        self.widths = [max([len(h), self.minimums.get(h, 0), *(len(row[i]) for row in cells)])
+                       for i, h in enumerate(self.headers)]
+        if not self.fixed:
+            self.right = [bool(cells) and all(_NUMBER.fullmatch(row[i]) for row in cells)
+                          for i in range(len(self.headers))]
+        return "\n".join([self._line(self.headers), *(self._line(row) for row in cells)])
+
+    def row(self, row: Sequence[object]) -> str:
+        return self._line(self._cells(row))
+
+    def _cells(self, row: Sequence[object]) -> list[str]:
+        out = []
+        for header, value in zip(self.headers, row, strict=True):
+            text, limit = _cell(value), self.limits.get(header)
+            out.append(text if limit is None or len(text) <= limit else text[: limit - 1] + "…")
+        return out
+
+    def _line(self, values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if right else v.ljust(w)
+                 for v, w, right in zip(values, self.widths, self.right, strict=True)]
         return "  ".join(parts).rstrip()
 
-    return "\n".join([line(headers), *(line(row) for row in cells)])
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[object]], **options: Any) -> str:
+    """``rows`` under ``headers`` as ``_Table`` lays them out (``limits``, ``minimums``, ``right``)."""
+    return _Table(headers, **options).render(rows)
 
 
 def _age(seconds: float) -> str:
@@ -327,6 +437,7 @@ def _outbox_state(status: OutboxStatus, now: float) -> str:
 
 
 def _json_out(value: Any) -> None:
+    """One JSON document on stdout: what --json prints (rows as the dataclasses hold them, nothing private)."""
     print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
 
 
@@ -345,7 +456,7 @@ def _property_list(args: argparse.Namespace) -> int:
     from pms_connector.operator import property_summaries
 
     target = _target(args)
-    with _Progress("reading queues") as progress:
+    with _ProgressBar("property", "properties") as progress:
         summaries = property_summaries(target, progress)
     if _printed_without_table(args, target, summaries):
         return 0
@@ -355,7 +466,7 @@ def _property_list(args: argparse.Namespace) -> int:
              "yes" if s.polling else "no", s.queue.pending, _outbox_state(s.outbox, now), s.outbox.parked]
             for s in summaries]
     print(_table(["ID", "NAME", "TIMEZONE", "AUTH", "DELIVERY", "UCM", "POLLING", "QUEUE", "OUTBOX", "PARKED"],
-                 rows))
+                 rows, limits={"NAME": 48}))
     waiting = sum(s.queue.pending for s in summaries)
     busy = sum(1 for s in summaries if s.outbox.pending_since is not None)
     parked = sum(s.outbox.parked for s in summaries)
@@ -411,7 +522,7 @@ def _property_validate(args: argparse.Namespace) -> int:
     if bool(args.property_id) == bool(args.all):
         raise OperatorError("property validate needs a property ID or --all", EXIT_USAGE)
     target = _target(args)
-    with _Progress("validating") as progress:
+    with _ProgressBar("property", "properties", enabled=args.all) as progress:
         results = validate_properties(target, None if args.all else [args.property_id], progress)
     if args.json:
         _json_out([asdict(r) for r in results])
@@ -428,29 +539,125 @@ def _property_validate(args: argparse.Namespace) -> int:
 
 
 def _property_check_ucm(args: argparse.Namespace) -> int:
-    from pms_connector.operator import OperatorError, check_ucm, load_property
+    from pms_connector.operator import (
+        OperatorError,
+        UcmCheck,
+        check_ucm,
+        load_property,
+        remote_check_ucm,
+    )
 
-    config = load_property(_target(args), args.property_id)
-    if config.ucm is None:
-        raise OperatorError(f"property '{config.id}' has no ucm section: nothing to check", EXIT_USAGE)
-    print(f"{config.id}: UCM {config.ucm.base_url}, checked from this machine")
+    target = _target(args)
+    steps: Iterable[CheckStep]
+    if target.stack and not args.from_here:
+        # From the dispatcher function, in the VPC: the only place the site's VPN and Permitted-IP list admit.
+        check = remote_check_ucm(target, args.property_id)
+        if check.problems:
+            raise ConfigError("\n".join(check.problems))  # printed as `property validate` would
+        if check.error is not None:
+            raise OperatorError(check.error, check.exit_code)
+        steps = check.steps
+    else:
+        config = load_property(target, args.property_id)
+        if config.ucm is None:
+            raise OperatorError(f"property '{config.id}' has no ucm section: nothing to check", EXIT_USAGE)
+        check = UcmCheck(config.id, config.ucm.base_url, "this machine")
+        steps = check_ucm(config.ucm)  # printed step by step as each ends: a timeout shows where it waits
+    if args.json:
+        done = UcmCheck(check.property_id, check.base_url, check.checked_from, list(steps))
+        _json_out(done.to_json())
+        return done.exit_code
+    print(f"{check.property_id}: UCM {_cell(check.base_url)}, checked from {_cell(check.checked_from)}")
     failed = 0
-    for step in check_ucm(config.ucm):
+    for step in steps:
         state = {True: "ok", False: "FAIL", None: "skip"}[step.ok]
         timing = f"{step.seconds * 1000:6.0f} ms" if step.seconds else " " * 9
-        print(f"  {step.name:<6} {state:<4} {timing}  {step.detail}", flush=True)
+        print(f"  {step.name:<6} {state:<4} {timing}  {_cell(step.detail)}", flush=True)
         if step.ok is False:
             failed = step.exit_code
     print("all checks passed" if not failed else f"check failed (exit {failed})")
     return failed
 
 
+def _property_retire(args: argparse.Namespace) -> int:
+    from pms_connector.operator import (
+        OperatorError,
+        RetireResult,
+        export_undelivered,
+        plan_retirement,
+        property_configured,
+        retire_property,
+        schedule_group,
+    )
+
+    target = _target(args)
+    pid = args.property_id
+    if property_configured(target, pid) and not args.force:  # before reading anything else
+        raise OperatorError(f"property '{pid}' is live: its config {target.parameter_name(pid)} still exists. "
+                            "Delete its stack first (docs/deploy.md), or pass --force", EXIT_USAGE)
+    group = schedule_group(target, args.schedule_group or (None if target.stack else
+                                                           os.environ.get("WAKEUP_SCHEDULE_GROUP") or None))
+    with _ProgressBar("partition", "partitions") as progress:
+        plan = plan_retirement(target, pid, group, progress)
+    if plan.live:
+        print(f"warning: retiring a live property: its config {target.parameter_name(pid)} still exists and "
+              "the connector goes on serving it", file=sys.stderr)
+    unchecked = "" if group else " (wake-up schedules not looked for: no stack; --schedule-group NAME)"
+    if plan.nothing_to_do:
+        result = RetireResult(pid, plan.live, True, dict(plan.items), False, 0, group, 0, 0, 0, None, 0)
+        if args.json:
+            _json_out(asdict(result))
+        else:
+            print(f"{pid}: nothing to retire: no items, outbox markers or wake-up schedules left{unchecked}")
+        return 0
+    export = args.export if plan.undelivered else None
+    if plan.undelivered and not export and not args.discard_undelivered:
+        batch = f", {plan.in_flight} of them in an unconfirmed batch" if plan.in_flight else ""
+        raise OperatorError(f"{pid}: {plan.undelivered} record(s) not received by pmslink yet (after seq "
+                            f"{plan.delivered_up_to}{batch}): keep them with --export FILE, or pass "
+                            "--discard-undelivered", EXIT_USAGE)
+    if export and os.path.lexists(export):
+        raise OperatorError(f"{export} exists: not overwritten (choose another file)", EXIT_USAGE)
+    items = sum(plan.items.values())
+    markers = int(plan.due_marker) + plan.parked_markers
+    kept = (f"; first {plan.undelivered} undelivered record(s) exported to {export}" if export else
+            f"; {plan.undelivered} undelivered record(s) discarded" if plan.undelivered else "")
+    summary = (f"{pid}: {items} item(s) in {sum(1 for n in plan.items.values() if n)} partition(s), {markers} "
+               f"outbox marker(s) and {plan.schedules} wake-up schedule(s) will be deleted for good{kept}")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise OperatorError("property retire asks for confirmation: pass --yes when not on a terminal",
+                                EXIT_USAGE)
+        print(f"{summary}{unchecked}. Go on? [y/N] ", end="", file=sys.stderr, flush=True)  # stdout: the output
+        if input().strip().lower() not in ("y", "yes"):
+            print("not retired", file=sys.stderr)
+            return 1
+    exported = export_undelivered(target, plan, export) if export else 0
+    with _ProgressBar("item", "items") as progress:
+        result = retire_property(target, plan, exported=exported, export_file=export, progress=progress)
+    if args.json:
+        _json_out(asdict(result))
+        return 0
+    # Partitions, counts and room names only: never a booking uid or anything an item held.
+    rows: list[list[object]] = [[f"{pid}#{partition}", count] for partition, count in result.deleted.items()]
+    rows += [["due marker", int(result.due_marker)], ["parked markers", result.parked_markers],
+             ["wake-up schedules", result.schedules_deleted if group else "-"]]
+    print(_table(["DELETED", "COUNT"], rows, limits={"DELETED": 60}, right=("COUNT",)))
+    kept = (f", {result.exported} undelivered record(s) exported to {export}" if export else
+            f", {result.discarded} undelivered record(s) discarded" if result.discarded else
+            ", no undelivered record: nothing exported" if args.export else "")
+    print(f"{pid}: retired: {sum(result.deleted.values())} item(s), "
+          f"{int(result.due_marker) + result.parked_markers} outbox marker(s), {result.schedules_deleted} "
+          f"wake-up schedule(s) deleted{kept}{unchecked}")
+    return 0
+
+
 def _queue_depth(args: argparse.Namespace) -> int:
     from pms_connector.operator import property_documents, queue_statuses
 
     target = _target(args)
-    ids = [args.property_id] if args.property_id else list(property_documents(target))
-    with _Progress("reading queues") as progress:
+    with _ProgressBar("property", "properties", enabled=not args.property_id) as progress:
+        ids = [args.property_id] if args.property_id else list(property_documents(target, progress))
         statuses = queue_statuses(target, ids, progress)
     if _printed_without_table(args, target, statuses):
         return 0
@@ -470,27 +677,34 @@ def _queue_replay(args: argparse.Namespace) -> int:
     since = parse_since(args.since, time.time())
     target = _target(args)
     property_document(target, args.property_id)  # an unknown property is a usage error, not an empty queue
-    plan = plan_replay(target, args.property_id, since)
+    with _ProgressBar("FIFO read", "FIFO reads") as progress:
+        plan = plan_replay(target, args.property_id, since, progress)
     when = _moment(since) + " UTC"
+
+    def answer(message: str, *, replayed: bool) -> int:
+        if args.json:
+            _json_out({**asdict(plan), "replayed": replayed})
+        else:
+            print(message)
+        return 0
+
     if plan.from_seq is None:
-        print(f"{plan.property_id}: no record written since {when}: nothing to deliver again")
-        return 0
+        return answer(f"{plan.property_id}: no record written since {when}: nothing to deliver again",
+                      replayed=False)
     if plan.count == 0:
-        print(f"{plan.property_id}: the records since {when} (from seq {plan.from_seq}) are not delivered yet: "
-              "nothing to deliver again")
-        return 0
+        return answer(f"{plan.property_id}: the records since {when} (from seq {plan.from_seq}) are not "
+                      "delivered yet: nothing to deliver again", replayed=False)
     summary = (f"{plan.property_id}: {plan.count} record(s) written since {when} (seq {plan.from_seq}.."
                f"{plan.delivered_up_to}) will be delivered again")
     if not args.yes:
         if not sys.stdin.isatty():
             raise OperatorError("queue replay asks for confirmation: pass --yes when not on a terminal", EXIT_USAGE)
-        answer = input(f"{summary}. Go on? [y/N] ")
-        if answer.strip().lower() not in ("y", "yes"):
+        print(f"{summary}. Go on? [y/N] ", end="", file=sys.stderr, flush=True)  # stdout: the output only
+        if input().strip().lower() not in ("y", "yes"):
             print("not replayed", file=sys.stderr)
             return 1
     replay(target, plan)
-    print(f"{summary} by the next GET_REQUEST")
-    return 0
+    return answer(f"{summary} by the next GET_REQUEST", replayed=True)
 
 
 def _inbound_tail(args: argparse.Namespace) -> int:
@@ -506,21 +720,26 @@ def _inbound_tail(args: argparse.Namespace) -> int:
         zone: tzinfo = ZoneInfo(str(document.get("timezone", "UTC")))
     except (ZoneInfoNotFoundError, ValueError):
         zone = UTC
-    rows = inbound_tail(target, args.property_id, args.limit)
-    if args.json:
+    with _ProgressBar("entry", "entries") as progress:
+        rows = inbound_tail(target, args.property_id, args.limit, progress)
+    # Seq, time, action, room, bus: what pmslink sent, never its content (charges, names, message texts).
+    table = _Table(["SEQ", f"RECEIVED ({zone})", "ACTION", "ROOM", "BUS"], right=("SEQ",),
+                   minimums={"SEQ": 6, "ACTION": 12, "ROOM": 6}, limits={"ACTION": 16, "ROOM": 16})
+    if args.json and not args.follow:
+        _json_out([asdict(row) for row in rows])
+        return 0
+    if args.json:  # a stream cannot be one document: one object a line, the first rows included
         for row in rows:
             print(json.dumps(asdict(row)), flush=True)
     else:
-        print(_inbound_line("SEQ", f"RECEIVED ({zone})", "ACTION", "ROOM", "BUS"))
-        for row in rows:
-            print(_inbound_row(row, zone))
+        print(table.render([_inbound_cells(row, zone) for row in rows]))
     if not args.follow:
         return 0
     sys.stdout.flush()
     after = rows[-1].seq if rows else _newest_inbound(target, args.property_id)
     for batch in follow_inbound(target, args.property_id, after, interval=args.interval):
         for row in batch:
-            print(json.dumps(asdict(row)) if args.json else _inbound_row(row, zone), flush=True)
+            print(json.dumps(asdict(row)) if args.json else table.row(_inbound_cells(row, zone)), flush=True)
     return 0  # not reached: follow ends with Ctrl-C (exit 130)
 
 
@@ -531,19 +750,17 @@ def _newest_inbound(target: Target, property_id: str) -> int:
     return newest[-1].seq if newest else 0
 
 
-def _inbound_line(seq: str, when: str, action: str, room: str, bus: str) -> str:
-    return f"{seq:>10}  {when:<25}  {action:<13} {room:<10} {bus}"
-
-
-def _inbound_row(row: InboundRow, zone: tzinfo) -> str:
+def _inbound_cells(row: InboundRow, zone: tzinfo) -> list[object]:
     when = datetime.fromtimestamp(row.received_at, zone).isoformat(sep=" ")  # with the offset: no doubt at DST
-    return _inbound_line(str(row.seq), when, row.action, row.room, "published" if row.published else "pending")
+    return [row.seq, when, row.action, row.room, "published" if row.published else "pending"]
 
 
 def _fifo(args: argparse.Namespace) -> int:
     from pms_connector import fifo
+    from pms_connector.operator import fifo_listing
 
-    store = _target(args).connector_store()
+    target = _target(args)
+    store = target.connector_store()
     pid = args.property_id
     if args.fifo_command == "status":
         cursor = store.get_cursor(pid)
@@ -553,52 +770,76 @@ def _fifo(args: argparse.Namespace) -> int:
                           "last_delivery_at": cursor.delivered_at}, indent=2))
         return 0
     if args.fifo_command == "list":
-        cursor = store.get_cursor(pid)
-        after = args.after if args.after is not None else max(0, cursor.delivered - args.limit)
-        for record in store.read_fifo(pid, after=after, limit=args.limit):
-            state = "delivered" if record.seq <= cursor.delivered else "pending"
+        with _ProgressBar("record", "records") as progress:
+            rows = fifo_listing(target, pid, after=args.after, limit=args.limit, progress=progress)
+        if args.json:
+            _json_out([asdict(row) for row in rows])
+        elif rows:
             # Action and room only: records hold guest personal data that does not belong in a terminal log.
-            print(f"{record.seq:>8}  {state:<9}  {record.record.get('action', '?'):<8}  "
-                  f"room {record.record.get('room', '-')}")
+            print(_table(["SEQ", "STATE", "ACTION", "ROOM", "WRITTEN (UTC)"],
+                         [[r.seq, r.state, r.action, r.room, _moment(r.ingested_at)] for r in rows],
+                         limits={"ACTION": 16, "ROOM": 16}, right=("SEQ",)))
+        else:
+            print(f"{pid}: no records in that range", file=sys.stderr)
         return 0
     if args.from_seq is None or args.from_seq < 1:
         print("error: replay needs --from-seq N (N >= 1)", file=sys.stderr)
         return 2
     cursor = fifo.replay(store, pid, args.from_seq)
-    print(f"{pid}: records after seq {cursor.delivered} will be delivered again by the next GET_REQUEST")
+    if args.json:
+        _json_out({"property": pid, "delivered_up_to": cursor.delivered})
+    else:
+        print(f"{pid}: records after seq {cursor.delivered} will be delivered again by the next GET_REQUEST")
     return 0
 
 
 def _outbox(args: argparse.Namespace) -> int:
+    from pms_connector.operator import outbox_listing
     from pms_connector.outbox import LeaseLost
 
     pid = args.property or args.property_option
     if not pid or (args.property and args.property_option and args.property != args.property_option):
         print("error: outbox needs one property: outbox list ID (or --property ID)", file=sys.stderr)
         return 2
-    store = _target(args).outbox_store()
+    target = _target(args)
     if args.outbox_command == "list":
-        done, commands = store.listing(pid, limit=args.limit)
-        for c in commands:
-            state = c.status if c.status == "parked" else ("done" if c.seq <= done else "pending")
-            # Action, address and outcome only: the fields hold guest names.
-            print(f"{c.seq:>12}  {state:<8} {c.action:<9} address {c.fields.get('address', '-'):<8} "
-                  f"attempts {c.attempts}  {c.last_error or ''}")
-        print(f"{sum(1 for c in commands if c.seq > done)} pending, "
-              f"{sum(1 for c in commands if c.status == 'parked')} parked (of the last {len(commands)})")
+        if args.limit < 1:
+            print("error: --limit must be at least 1", file=sys.stderr)
+            return 2
+        with _ProgressBar("command", "commands") as progress:
+            rows = outbox_listing(target, pid, args.limit, progress)
+        if args.json:
+            _json_out([asdict(row) for row in rows])
+            return 0
+        if rows:
+            # Action, address and outcome only: the command's fields hold guest names.
+            print(_table(["SEQ", "STATE", "ACTION", "ADDRESS", "ATTEMPTS", "LAST ERROR"],
+                         [[r.seq, r.state, r.action, r.address, r.attempts, r.last_error or ""] for r in rows],
+                         limits={"ADDRESS": 16, "LAST ERROR": 60}, right=("SEQ", "ATTEMPTS")))
+        print(f"{sum(1 for r in rows if r.state == 'pending')} pending, "
+              f"{sum(1 for r in rows if r.state == 'parked')} parked (of the last {len(rows)})")
         return 0
     if args.seq is None:
         print(f"error: {args.outbox_command} needs --seq N", file=sys.stderr)
         return 2
+    store = target.outbox_store()
     try:
         if args.outbox_command == "retry":
-            print(f"{pid}: parked command {args.seq} queued again as {store.retry_parked(pid, args.seq)}")
+            queued = store.retry_parked(pid, args.seq)
+            result: dict[str, Any] = {"property": pid, "seq": args.seq, "queued_as": queued}
+            message = f"{pid}: parked command {args.seq} queued again as {queued}"
         else:
-            store.park_pending(pid, args.seq, args.reason or "no reason given")
-            print(f"{pid}: command {args.seq} parked; the commands after it go on")
+            reason = args.reason or "no reason given"
+            store.park_pending(pid, args.seq, reason)
+            result = {"property": pid, "seq": args.seq, "parked": True, "reason": reason}
+            message = f"{pid}: command {args.seq} parked; the commands after it go on"
     except (ValueError, LeaseLost) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if args.json:
+        _json_out(result)
+    else:
+        print(message)
     return 0
 
 

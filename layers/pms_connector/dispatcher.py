@@ -3,6 +3,11 @@
 A trigger (the outbox write's stream record, or the sweeper) only says "look": the outbox is the truth, so a
 duplicated trigger finds the lease taken or nothing due, and a lost one is caught by the next sweep.
 
+The lease is what keeps commands in order: nothing is sent without LEASE_SECONDS/2 of it left (a run that
+goes on longer renews it, and stops with LeaseLost if another dispatcher took over after it ran out), and no
+UCM request may wait longer than the lease has left. A late send from a dispatcher whose lease ran out could
+otherwise land after the next dispatcher's later command (a check-in after its check-out).
+
 Per command, by the UCM's answer (ucm/client.py classifies the codes as DESIGN.md says):
 - ok: done, next command.
 - reconcile: 19 on checkin → send ``update`` with the same fields; 20 on update → send ``checkin``; 20 on mov →
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -84,16 +89,45 @@ def dispatch_property(
         store.set_due(prop.id, meta.held_until, meta.done_up_to)  # the sweeper waits for the probe time
         result.held, result.next_due, result.link_up = True, meta.held_until, False
         return result
+    lease = _Lease(store, prop.id, owner, clock, now + LEASE_SECONDS)
     try:
         return _dispatch_pending(store, prop, ucm, client, result, owner=owner, done=meta.done_up_to,
-                                 probing=probing, clock=clock, remaining_ms=remaining_ms)
+                                 probing=probing, clock=clock, lease=lease, remaining_ms=remaining_ms)
     finally:
         logger.set_correlation_id(None)
 
 
+@dataclass
+class _Lease:
+    """Our hold on the property's outbox, as far as we know it: renewed before it runs low."""
+
+    store: OutboxStore
+    property_id: str
+    owner: str
+    clock: Callable[[], float]
+    until: float
+
+    def remaining_ms(self) -> int:
+        return int((self.until - self.clock()) * 1000)
+
+    def keep(self) -> None:
+        """Renew when less than half is left (one UpdateItem, only in runs longer than LEASE_SECONDS / 2);
+        LeaseLost when another dispatcher took it over meanwhile."""
+        if self.remaining_ms() < LEASE_SECONDS * 500:
+            now = int(self.clock())
+            self.store.renew(self.property_id, self.owner, now=now, lease_seconds=LEASE_SECONDS)
+            self.until = now + LEASE_SECONDS
+
+    def send_timeout(self, timeout_s: float) -> float:
+        """``timeout_s``, renewed first and capped so one UCM request (httpx's timeouts apply per phase, and
+        Digest makes two round trips) ends before the lease does."""
+        self.keep()
+        return min(timeout_s, max(0.5, (self.remaining_ms() - 1000) / 3000))
+
+
 def _dispatch_pending(store: OutboxStore, prop: PropertyConfig, ucm: UcmSettings, client: UcmClient,
                       result: DispatchResult, *, owner: str, done: int, probing: bool,
-                      clock: Callable[[], float], remaining_ms: Callable[[], int]) -> DispatchResult:
+                      clock: Callable[[], float], lease: _Lease, remaining_ms: Callable[[], int]) -> DispatchResult:
     from pms_connector.ucm.commands import command_from_dict, with_short_names
 
     while True:
@@ -127,8 +161,8 @@ def _dispatch_pending(store: OutboxStore, prop: PropertyConfig, ucm: UcmSettings
             last_known = position == len(batch) - 1 and len(batch) < BATCH
             # Every log line about this command carries the id of the request that caused it.
             logger.set_correlation_id(command.correlation_id)
-            reply = _send_reconciled(client, command, command_from_dict, with_short_names,
-                                     ucm.name_max_length, remaining_ms)
+            reply = _send_reconciled(client, command, command_from_dict, with_short_names, ucm.name_max_length,
+                                     lambda: lease.send_timeout(_timeout(remaining_ms)))
             result.sent += 1
             result.outcomes.append(reply.outcome)
             if reply.sent:  # what the site's link did; a command that never left says nothing about it
@@ -174,34 +208,51 @@ def _send_reconciled(
     from_dict: Callable[..., object],
     shorten: Callable[..., object],
     name_limit: int,
-    remaining_ms: Callable[[], int],
+    timeout_s: Callable[[], float],
 ) -> UcmReply:
-    """Send one outbox command, then the follow-ups its answer calls for (reconcile, shorter names)."""
+    """Send one outbox command, then the follow-ups its answer calls for (reconcile, shorter names); each
+    request waits at most ``timeout_s()`` per phase."""
     from pms_connector.ucm.client import UcmReply
 
     try:
         ucm_command = from_dict(command.action, command.fields)
     except ValueError as exc:  # a stored command this version cannot send: park it, do not block the site
         return UcmReply(code=None, text=f"unsendable command: {exc}", outcome="park", http_status=None, sent=False)
-    reply = client.send(ucm_command, timeout_s=_timeout(remaining_ms))  # type: ignore[arg-type]
+    reply = client.send(ucm_command, timeout_s=timeout_s())  # type: ignore[arg-type]
     # 25/26: the UCM's name limit is below the configured one. Shorter and shorter, never empty.
     for limit in (name_limit, 24, 16, 10, 6):
         if reply.outcome != "shorten" or limit > name_limit:
             continue
         ucm_command = shorten(ucm_command, limit)
-        reply = client.send(ucm_command, timeout_s=_timeout(remaining_ms))  # type: ignore[arg-type]
-    if reply.outcome != "reconcile":
-        return reply
-    if command.action == "checkin":  # 19: already checked in → the data is sent as an update
-        follow_up = from_dict("update", command.fields)
-    elif command.action == "update":  # 20: not checked in → check in with the same data
-        follow_up = from_dict("checkin", command.fields)
-    elif command.action == "mov" and command.fallback:  # 20: the source is empty → check in at the destination
-        follow_up = from_dict("checkin", command.fallback)
-    else:
-        return reply
-    logger.info("ucm reconcile", extra={"seq": command.seq, "action": command.action, "code": reply.code})
-    return client.send(follow_up, timeout_s=_timeout(remaining_ms))  # type: ignore[arg-type]
+        reply = client.send(ucm_command, timeout_s=timeout_s())  # type: ignore[arg-type]
+    # The UCM's state differs from the one the command was planned on: follow it to the intended state.
+    # At most two steps: mov [20] (the source is empty) → checkin at the destination [19] (the guest is there
+    # already: a mov sent again after its completion was lost) → update there with the guest's data.
+    action: str = command.action
+    fields: Mapping[str, str] = command.fields
+    for _ in range(2):
+        if reply.outcome != "reconcile":
+            return reply
+        step = _reconcile_step(action, fields, command)
+        if step is None:
+            return reply
+        logger.info("ucm reconcile", extra={"seq": command.seq, "action": action, "code": reply.code,
+                                            "then": step[0]})
+        action, fields = step
+        reply = client.send(from_dict(action, fields), timeout_s=timeout_s())  # type: ignore[arg-type]
+    return reply
+
+
+def _reconcile_step(action: str, fields: Mapping[str, str], command: OutboxCommand
+                    ) -> tuple[str, Mapping[str, str]] | None:
+    """The command that brings the UCM to the intended state after a 'reconcile' answer to ``action``."""
+    if action == "checkin":  # 19: already checked in → the data is sent as an update
+        return "update", fields
+    if action == "update" and command.action == "update":  # 20: not checked in → check in with the same data
+        return "checkin", fields
+    if action == "mov" and command.fallback:  # 20: the source is empty → check in at the destination
+        return "checkin", command.fallback
+    return None
 
 
 def _wake_time_passed(command: OutboxCommand, prop: PropertyConfig, now: int) -> bool:

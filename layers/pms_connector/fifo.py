@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from pms_connector.errors import DeliveryConflict, UnknownBatch
+from pms_connector.errors import DeliveryConflict, StorageBusy, UnknownBatch
 from pms_connector.observability import logger
 from pms_connector.store import ConnectorStore, Cursor, CursorMoved, QueuedRecord
 
@@ -76,7 +76,15 @@ def _remove_mode(store: ConnectorStore, property_id: str, now: float, limit: int
     records, position = deliverable(cursor.delivered, store.read_fifo(property_id, after=cursor.delivered,
                                                                        limit=limit), now)
     if position != cursor.delivered:
-        store.save_cursor(property_id, cursor, replace(cursor, delivered=position))
+        claim = secrets.token_hex(8)
+        try:
+            store.save_cursor(property_id, cursor, replace(cursor, delivered=position, claim=claim))
+        except StorageBusy:
+            # The write may have been applied and only its answer lost (a timeout): then these records have
+            # left the queue and are ours to deliver, or nobody ever would. The claim tells our write apart.
+            if store.get_cursor(property_id).claim != claim:
+                raise
+            logger.info("cursor move confirmed after a lost answer", extra={"delivered": position})
     return Delivery(records)
 
 

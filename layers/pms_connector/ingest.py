@@ -8,6 +8,8 @@ pmslink needs it in multi-hotel scenarios.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,7 +20,7 @@ from pms_connector.config import PropertyConfig
 from pms_connector.errors import InvalidRecords, MalformedRequest
 from pms_connector.observability import logger, metrics
 from pms_connector.records import validate_pms_record
-from pms_connector.state import StateStore, TooManyItems
+from pms_connector.state import StateStore
 from pms_connector.store import ConnectorStore, InboundEntry, dumps
 from pms_connector.wakeups import past_wake_issue
 
@@ -93,25 +95,26 @@ def ingest(store: StateStore, prop: PropertyConfig, raw: bytes) -> IngestResult:
         raise InvalidRecords(issues)
     stamped = [record if "property" in record else {**record, "property": prop.id} for record in records]
     retention = (prop.httppms.queue_retention_days + prop.httppms.archive_days) * DAY
-    sequence = _append(store, prop, stamped, retention)
+    # One transaction for the records, their state and their UCM commands (order-keeping parts when too big),
+    # with the request's marker: the same body sent again (a 503 or a timeout whose write went in after all)
+    # is answered as the first time and appends nothing. The request's correlation id goes with its UCM
+    # commands, to the dispatcher's log lines.
+    sequence, repeated = store.ingest_request(prop, stamped, key=request_key(stamped), retention_seconds=retention,
+                                              correlation_id=logger.get_correlation_id())
+    if repeated:
+        metrics.add_metric(name="DuplicateRequests", unit="Count", value=1)
+        logger.info("ingest request sent again: its first answer", extra={"records": len(sequence)})
+        return IngestResult(sequence)
     metrics.add_metric(name="EventsIngested", unit="Count", value=len(sequence))
     logger.info("records ingested", extra={"records": len(sequence), "first_seq": sequence[0]})
     return IngestResult(sequence)
 
 
-def _append(store: StateStore, prop: PropertyConfig, records: list[dict[str, Any]], retention: int) -> list[int]:
-    """One transaction for the records, their state and their UCM commands; halves when that is too big.
-
-    Each half is still atomic (records with their state and commands) and the halves keep their order.
-    """
-    try:
-        # The request's correlation id goes with its UCM commands, to the dispatcher's log lines.
-        return store.ingest(prop, records, retention_seconds=retention, correlation_id=logger.get_correlation_id())
-    except TooManyItems:
-        if len(records) == 1:
-            raise
-        middle = len(records) // 2
-        return _append(store, prop, records[:middle], retention) + _append(store, prop, records[middle:], retention)
+def request_key(records: list[dict[str, Any]]) -> str:
+    """The identity of an ingest request: its records, canonical. Every record carries the date-time of its
+    action, so a PMS that means an action again sends another body."""
+    canonical = json.dumps(records, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def inbound_page(

@@ -5,33 +5,49 @@ session (``--profile``, ``--region``) and the resources of one stack, read from 
 (``--stack``) or given directly (``--table``, ``--environment``), as the functions see them in their
 environment. ``AWS_ENDPOINT_URL`` (moto, the local runner) applies to every client, as everywhere else.
 
+``check_ucm`` is the one implementation of ``property check-ucm``: the CLI runs it from the operator's machine
+(``--from-here``, or without a stack), and the dispatcher function runs it inside the connector's VPC when
+invoked with ``{"check_ucm": ID}`` (``probe_property``, answered as a ``UcmCheck`` document that
+``remote_check_ucm`` reads back), since a UCM is reachable only from there.
+
 Nothing here returns a secret or a guest's personal data: configs come back with each secret replaced by
 "set"/"missing", FIFO and inbound entries as action, room, time and sequence number only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
+import os
+import random
 import re
 import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from pms_connector.config import SECRET_FIELDS, PropertyConfig, UcmSettings, merge_secrets, parse_property
+from pms_connector.config import (
+    PROPERTY_ID_PATTERN,
+    SECRET_FIELDS,
+    PropertyConfig,
+    UcmSettings,
+    merge_secrets,
+    parse_property,
+)
 from pms_connector.errors import ConfigError
-from pms_connector.outbox import OutboxStore
+from pms_connector.outbox import DUE_PK, PARKED_PK, OutboxCommand, OutboxStore
 from pms_connector.store import ConnectorStore, Cursor, InboundEntry
+from pms_connector.wakeups import schedule_name
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -48,8 +64,13 @@ EXIT_CREDENTIALS = 5  # check-ucm: Digest login or PMS token refused, or the PMS
 
 # An operator waits on a terminal, not on an HTTP client: longer timeouts than the functions' clients.
 CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=20)
+# The dispatcher answers a check-ucm invocation within its 60 s timeout (template.yaml): wait a little longer
+# than that, and retry once at most (a probe reads and changes nothing, but each try is a full wait).
+PROBE_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=5, read_timeout=75)
 WORKERS = 8  # parallel DynamoDB reads when summarising many properties
 FIFO_PROBE = 64  # sequence numbers read per step of the replay search
+PAGE = 100  # log entries or commands read per query when listing many
+DISPATCHER = "DispatcherFunction"  # the dispatcher's logical id in template.yaml
 
 
 class OperatorError(Exception):
@@ -60,10 +81,10 @@ class OperatorError(Exception):
         self.exit_code = exit_code
 
 
-Progress = Callable[[int, int], None]  # (done, total)
+Progress = Callable[[int, int | None], None]  # (done, total; None while the total is not known yet)
 
 
-def _no_progress(_done: int, _total: int) -> None:
+def _no_progress(_done: int, _total: int | None) -> None:
     return None
 
 
@@ -84,6 +105,8 @@ class Target:
         self._dynamodb: DynamoDBClient | None = None
         self._ssm: SSMClient | None = None
         self._secrets: SecretsManagerClient | None = None
+        self._cloudformation: Any = None
+        self._lambda: Any = None
 
     @property
     def dynamodb(self) -> DynamoDBClient:
@@ -102,6 +125,18 @@ class Target:
         if self._secrets is None:
             self._secrets = self.session.client("secretsmanager", config=CLIENT_CONFIG)
         return self._secrets
+
+    @property
+    def cloudformation(self) -> Any:
+        if self._cloudformation is None:
+            self._cloudformation = self.session.client("cloudformation", config=CLIENT_CONFIG)
+        return self._cloudformation
+
+    @property
+    def lambda_client(self) -> Any:
+        if self._lambda is None:
+            self._lambda = self.session.client("lambda", config=PROBE_CLIENT_CONFIG)
+        return self._lambda
 
     def require_table(self) -> str:
         if not self.table_name:
@@ -162,15 +197,16 @@ def resolve_target(*, stack: str | None, profile: str | None, region: str | None
 # ------------------------------------------------------------------------------------ configurations
 
 
-def property_documents(target: Target) -> dict[str, dict[str, Any] | None]:
+def property_documents(target: Target, progress: Progress = _no_progress) -> dict[str, dict[str, Any] | None]:
     """Every property document under the parameter prefix (without secrets), by id; None when the parameter
-    is not a JSON object. GetParametersByPath, 10 a page."""
+    is not a JSON object. GetParametersByPath, 10 a page: ``progress`` gets the count after each page."""
     out: dict[str, dict[str, Any] | None] = {}
     paginator = target.ssm.get_paginator("get_parameters_by_path")
     for page in paginator.paginate(Path=target.parameter_prefix, Recursive=False):
         for parameter in page.get("Parameters", []):
             pid = parameter["Name"].rsplit("/", 1)[-1]
             out[pid] = _json_object(parameter.get("Value", ""))
+        progress(len(out), None)
     return dict(sorted(out.items()))
 
 
@@ -289,7 +325,7 @@ def validate_properties(target: Target, property_ids: Iterable[str] | None = Non
                         progress: Progress = _no_progress) -> list[Validation]:
     """Validate the given properties (every property under the prefix when None), one secret read each."""
     if property_ids is None:
-        documents: Mapping[str, dict[str, Any] | None] = property_documents(target)
+        documents: Mapping[str, dict[str, Any] | None] = property_documents(target, progress)
     else:
         documents = dict.fromkeys(property_ids)
     out: list[Validation] = []
@@ -391,7 +427,7 @@ class PropertySummary:
 
 def property_summaries(target: Target, progress: Progress = _no_progress) -> list[PropertySummary]:
     """Every property under the prefix with its queue and outbox state (no secret is read)."""
-    documents = property_documents(target)
+    documents = property_documents(target, progress)
     if not documents:
         return []
     queues = queue_statuses(target, list(documents), progress)
@@ -469,14 +505,21 @@ def parse_since(text: str, now: float) -> float:
     return moment.timestamp()
 
 
-def first_seq_since(store: ConnectorStore, property_id: str, since: float) -> int | None:
+def first_seq_since(store: ConnectorStore, property_id: str, since: float,
+                    progress: Progress = _no_progress) -> int | None:
     """The first FIFO record written at or after ``since`` (None: none). A binary search over the sequence
-    numbers, a few dozen reads at most; a missing record (expired) counts as older than any present one."""
+    numbers, a few dozen reads at most; a missing record (expired) counts as older than any present one.
+    ``progress`` counts the reads against their bound (the search may end sooner)."""
     lo, hi = 1, store.fifo_tail(property_id)
+    # Each step leaves at most half of [lo, hi] (the jumps past a window leave less): a plain binary search's
+    # bound, the bit length of the range.
+    bound, reads = max(1, hi.bit_length()), 0
     found: int | None = None
     while lo <= hi:
         mid = (lo + hi) // 2
         window = store.read_fifo(property_id, after=mid - 1, limit=FIFO_PROBE)
+        reads += 1
+        progress(reads, max(bound, reads))
         if not window:
             lo = mid + FIFO_PROBE
             continue
@@ -500,10 +543,10 @@ class ReplayPlan:
     count: int  # records that will be delivered again
 
 
-def plan_replay(target: Target, property_id: str, since: float) -> ReplayPlan:
+def plan_replay(target: Target, property_id: str, since: float, progress: Progress = _no_progress) -> ReplayPlan:
     """What ``queue replay --since`` would do, without doing it."""
     store = target.connector_store()
-    from_seq = first_seq_since(store, property_id, since)
+    from_seq = first_seq_since(store, property_id, since, progress)
     delivered = store.get_cursor(property_id).delivered
     count = max(0, delivered - from_seq + 1) if from_seq is not None else 0
     return ReplayPlan(property_id, since, from_seq, delivered, count)
@@ -516,6 +559,87 @@ def replay(target: Target, plan: ReplayPlan) -> Cursor:
     if plan.from_seq is None:
         raise OperatorError("nothing to replay", EXIT_FAILED)
     return fifo.replay(target.connector_store(), plan.property_id, plan.from_seq)
+
+
+@dataclass(frozen=True)
+class FifoRow:
+    """One record of a property's pmslink FIFO as an operator sees it: action and room, never the record
+    itself (it holds the guests' personal data)."""
+
+    seq: int
+    state: str  # delivered | pending
+    action: str
+    room: str
+    ingested_at: int
+
+
+def fifo_listing(target: Target, property_id: str, *, after: int | None, limit: int,
+                 progress: Progress = _no_progress) -> list[FifoRow]:
+    """Up to ``limit`` FIFO records after ``after`` (default: the last ``limit`` delivered and what follows),
+    oldest first, read ``PAGE`` sequence numbers a query."""
+    store = target.connector_store()
+    delivered = store.get_cursor(property_id).delivered
+    start = after if after is not None else max(0, delivered - limit)
+    end = min(start + limit, store.fifo_tail(property_id))
+    rows: list[FifoRow] = []
+    position = start
+    while position < end:
+        step = min(PAGE, end - position)
+        records = store.read_fifo(property_id, after=position, limit=step)
+        rows += [FifoRow(r.seq, "delivered" if r.seq <= delivered else "pending", str(r.record.get("action", "?")),
+                         str(r.record.get("room", "-")), r.ingested_at) for r in records]
+        # From the last record read, not the end of the window: a query cut short (1 MB) loses nothing.
+        position = records[-1].seq if records else position + step
+        progress(min(position, end) - start, end - start)
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ outbox list
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """One UCM command as an operator sees it: action, address and outcome, never its fields (they hold the
+    guest's name)."""
+
+    seq: int
+    state: str  # pending | done | parked
+    action: str
+    address: str
+    attempts: int
+    last_error: str | None
+
+
+def _outbox_row(command: OutboxCommand, done: int) -> OutboxRow:
+    state = command.status if command.status == "parked" else ("done" if command.seq <= done else "pending")
+    return OutboxRow(command.seq, state, command.action, str(command.fields.get("address", "-")),
+                     command.attempts, command.last_error)
+
+
+def outbox_listing(target: Target, property_id: str, limit: int,
+                   progress: Progress = _no_progress) -> list[OutboxRow]:
+    """The newest ``limit`` commands of the property's outbox, oldest first.
+
+    Up to ``PAGE`` is the store's one newest-first query. Past that, the older ones are those among the
+    ``limit - PAGE`` sequence numbers before the newest page, read ``PAGE`` a query, oldest first (fewer
+    than ``limit`` where expired commands left gaps)."""
+    store = target.outbox_store()
+    done, newest = store.listing(property_id, limit=min(limit, PAGE))
+    progress(len(newest), limit)
+    if limit <= PAGE or len(newest) < PAGE:
+        return [_outbox_row(c, done) for c in newest]
+    first = newest[0].seq
+    position = max(0, first - 1 - (limit - len(newest)))
+    older: list[OutboxCommand] = []
+    while position < first - 1:
+        page = [c for c in store.pending(property_id, after=position, limit=min(PAGE, first - 1 - position))
+                if c.seq < first]
+        if not page:
+            break
+        older += page
+        position = page[-1].seq
+        progress(len(older) + len(newest), limit)
+    return [_outbox_row(c, done) for c in [*older, *newest]]
 
 
 # ---------------------------------------------------------------------------------------------- inbound
@@ -538,11 +662,22 @@ def _row(entry: InboundEntry) -> InboundRow:
                       entry.received_at, not entry.publish_pending)
 
 
-def inbound_tail(target: Target, property_id: str, limit: int) -> list[InboundRow]:
-    """The newest ``limit`` entries of the property's inbound log, oldest first."""
+def inbound_tail(target: Target, property_id: str, limit: int, progress: Progress = _no_progress) -> list[InboundRow]:
+    """The entries among the newest ``limit`` sequence numbers of the property's inbound log, oldest first,
+    read ``PAGE`` a query (``progress``: sequence numbers read of ``limit``)."""
     store = target.connector_store()
     newest = store.inbound_tail(property_id)
-    return [_row(e) for e in store.list_inbound(property_id, after=max(0, newest - limit), limit=limit)]
+    start = position = max(0, newest - limit)
+    rows: list[InboundRow] = []
+    while position < newest:
+        step = min(PAGE, newest - position)
+        entries = [e for e in store.list_inbound(property_id, after=position, limit=step) if e.seq <= newest]
+        rows += [_row(e) for e in entries]
+        # From the last entry read: a query cut short (1 MB of requests) loses nothing. A page of expired
+        # entries only (filtered out by the store) moves on by the window.
+        position = entries[-1].seq if entries else position + step
+        progress(min(position, newest) - start, newest - start)
+    return rows
 
 
 def follow_inbound(target: Target, property_id: str, after: int, *, interval: float = 2.0,
@@ -562,6 +697,9 @@ def follow_inbound(target: Target, property_id: str, after: int, *, interval: fl
 
 # -------------------------------------------------------------------------------------------- check-ucm
 
+_PROPERTY_ID = re.compile(PROPERTY_ID_PATTERN)
+_STEP_STATES = (True, False, None)
+
 
 @dataclass(frozen=True)
 class CheckStep:
@@ -572,11 +710,12 @@ class CheckStep:
     exit_code: int = EXIT_OK  # the command's exit code when this step failed
 
 
-def check_ucm(settings: UcmSettings) -> Iterator[CheckStep]:
+def check_ucm(settings: UcmSettings, *, deadline: float | None = None) -> Iterator[CheckStep]:
     """Probe a site's UCM step by step: DNS, TCP, TLS, then the credentials with a request that names no room.
 
     Stops at the first failed step. Runs from where it is called: the UCM is on the hotel LAN, reached over
-    the VPN from the dispatcher's subnets.
+    the VPN from the dispatcher's subnets. ``deadline`` (``time.monotonic()``) caps every network wait, so a
+    function answers before its own timeout however slow the UCM is.
     """
     import httpx
 
@@ -586,6 +725,8 @@ def check_ucm(settings: UcmSettings) -> Iterator[CheckStep]:
     host = url.host
     port = url.port or (443 if url.scheme == "https" else 80)
     timeout = settings.connect_timeout_seconds
+    if deadline is not None:
+        timeout = max(0.1, min(timeout, deadline - time.monotonic()))
 
     started = time.monotonic()
     try:
@@ -639,7 +780,8 @@ def check_ucm(settings: UcmSettings) -> Iterator[CheckStep]:
 
     started = time.monotonic()
     with UcmClient(settings) as client:
-        reply = client.probe()  # a request without an action: it names no room, reads and changes nothing
+        # A request without an action: it names no room, reads and changes nothing.
+        reply = client.probe(timeout_s=None if deadline is None else deadline - time.monotonic())
     seconds = _since(started)
     if reply.http_status in (401, 403):
         yield CheckStep("login", False, f"HTTP {reply.http_status}: Digest login refused (ucm.api_user, "
@@ -678,3 +820,496 @@ def _certificate_summary(certificate: Mapping[str, Any]) -> str:
     expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
     days = (expires - datetime.now(UTC)) // timedelta(days=1)
     return f"certificate {subject} trusted, expires {expires:%Y-%m-%d} ({days} days)"
+
+
+@dataclass(frozen=True)
+class UcmCheck:
+    """A whole check-ucm run as one document: what the dispatcher answers and ``--json`` prints.
+
+    Either the steps (stopping at the first failure) or, when the check could not start, ``error`` (unknown
+    property, no ``ucm`` section, configuration unreadable) or ``problems`` (the configuration is invalid,
+    each problem naming its field, as ``property validate`` lists them). Never a secret, the token or guest
+    data: the steps say which setting is wrong, not its value.
+    """
+
+    property_id: str
+    base_url: str | None
+    checked_from: str
+    steps: list[CheckStep] = field(default_factory=list)
+    error: str | None = None
+    problems: list[str] = field(default_factory=list)
+    error_code: int = EXIT_OK  # the exit code of ``error`` / ``problems``
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every step passed; else the failed step's (or the error's) exit code (docs/operator.md)."""
+        if self.error is not None or self.problems:
+            return self.error_code or EXIT_FAILED
+        return next((step.exit_code for step in self.steps if step.ok is False), EXIT_OK)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"property": self.property_id, "base_url": self.base_url, "checked_from": self.checked_from,
+                "steps": [{**asdict(step), "seconds": round(step.seconds, 6)} for step in self.steps],
+                "error": self.error, "problems": list(self.problems), "exit_code": self.exit_code}
+
+    @classmethod
+    def from_json(cls, document: Any) -> UcmCheck:
+        """The check a dispatcher answered; ValueError when the document is not one (only its known fields
+        are kept, so nothing else it might hold reaches the terminal)."""
+        if not isinstance(document, Mapping) or not isinstance(document.get("property"), str) \
+                or not isinstance(document.get("steps"), list) or not isinstance(document.get("exit_code"), int):
+            raise ValueError("not a check-ucm report")
+        steps = []
+        for step in document["steps"]:
+            if not isinstance(step, Mapping) or step.get("ok") not in _STEP_STATES:
+                raise ValueError("not a check-ucm step")
+            steps.append(CheckStep(str(step["name"]), step["ok"], str(step["detail"]), float(step["seconds"]),
+                                   int(step["exit_code"])))
+        error = document.get("error")
+        problems = document.get("problems") or []
+        base_url = document.get("base_url")
+        return cls(document["property"], str(base_url) if base_url is not None else None,
+                   str(document.get("checked_from", "the dispatcher function")), steps,
+                   str(error) if error is not None else None, [str(p) for p in problems],
+                   int(document["exit_code"]) if error is not None or problems else EXIT_OK)
+
+
+def function_target() -> Target:
+    """The deployment a function runs in, from its settings (the environment template.yaml gives it)."""
+    from pms_connector.settings import get_settings
+
+    settings = get_settings()
+    return Target(boto3.session.Session(), table_name=settings.table_name,
+                  parameter_prefix=settings.config_parameter_prefix, secret_prefix=settings.config_secret_prefix)
+
+
+def probe_property(property_id: object, *, checked_from: str, seconds_left: float | None = None,
+                   target: Target | None = None) -> UcmCheck:
+    """check-ucm run where this code runs (the dispatcher function, in the VPC): the property's configuration
+    read and validated as ``property validate`` does, then ``check_ucm`` on its UCM settings.
+
+    The configuration is read fresh, not from the functions' config cache, so a credential just fixed is
+    the one tested. Never raises for what the property or its UCM do: every outcome is a ``UcmCheck``.
+    """
+    if not isinstance(property_id, str) or not _PROPERTY_ID.fullmatch(property_id):
+        shown = str(property_id)[:64]
+        return UcmCheck(shown, None, checked_from, error=f"no property '{shown}' (not a property id)",
+                        error_code=EXIT_USAGE)
+    deadline = None if seconds_left is None else time.monotonic() + seconds_left
+    try:
+        validation, config = validate_property(target or function_target(), property_id)
+    except OperatorError as exc:  # no such parameter
+        return UcmCheck(property_id, None, checked_from, error=str(exc), error_code=exc.exit_code)
+    except (ClientError, BotoCoreError) as exc:  # the function's role or an endpoint: the operator's to fix
+        return UcmCheck(property_id, None, checked_from, error=f"configuration unreadable from the function: {exc}",
+                        error_code=EXIT_FAILED)
+    if config is None:
+        return UcmCheck(property_id, None, checked_from, problems=validation.problems, error_code=EXIT_USAGE)
+    if config.ucm is None:
+        return UcmCheck(property_id, None, checked_from, error=f"property '{config.id}' has no ucm section: "
+                                                               "nothing to check", error_code=EXIT_USAGE)
+    return UcmCheck(property_id, config.ucm.base_url, checked_from, list(check_ucm(config.ucm, deadline=deadline)))
+
+
+def dispatcher_function(target: Target) -> str:
+    """The name of the stack's dispatcher function: its ``DispatcherFunctionName`` output if the stack has one,
+    else the physical id of its ``DispatcherFunction`` resource (one DescribeStackResource)."""
+    if not target.stack:
+        raise OperatorError("check-ucm runs in the stack's VPC only with --stack (or --from-here)", EXIT_USAGE)
+    if target.outputs.get("DispatcherFunctionName"):
+        return target.outputs["DispatcherFunctionName"]
+    try:
+        detail = target.cloudformation.describe_stack_resource(
+            StackName=target.stack, LogicalResourceId=DISPATCHER)["StackResourceDetail"]
+    except ClientError as exc:
+        # DescribeStackResource answers ValidationError for a logical id the stack does not have.
+        if exc.response.get("Error", {}).get("Code") == "ValidationError":
+            raise OperatorError(f"stack '{target.stack}' has no {DISPATCHER} resource: is it a pms-connector "
+                                "stack?", EXIT_USAGE) from None
+        raise
+    name = detail.get("PhysicalResourceId")
+    if not name:
+        raise OperatorError(f"stack '{target.stack}': {DISPATCHER} is not created ({detail.get('ResourceStatus')})",
+                            EXIT_USAGE)
+    return str(name)
+
+
+def remote_check_ucm(target: Target, property_id: str) -> UcmCheck:
+    """check-ucm run by the stack's dispatcher function, inside the connector's VPC: one synchronous
+    ``lambda:InvokeFunction`` with ``{"check_ucm": property_id}``.
+
+    OperatorError: the function does not exist (exit 2), may not be invoked (1), failed (its ``FunctionError``:
+    a timeout, a crash; 1), or answered something that is not a check (a dispatcher deployed before it could
+    check, 1). Its answer's own outcome is in the ``UcmCheck``.
+    """
+    name = dispatcher_function(target)
+    try:
+        answer = target.lambda_client.invoke(FunctionName=name, InvocationType="RequestResponse",
+                                             Payload=json.dumps({"check_ucm": property_id}).encode())
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "ResourceNotFoundException":
+            raise OperatorError(f"dispatcher function '{name}' not found in region "
+                                f"{target.session.region_name or '(none)'}", EXIT_USAGE) from None
+        if code in ("AccessDeniedException", "AccessDenied"):
+            raise OperatorError(f"not allowed to invoke the dispatcher function '{name}': check-ucm needs "
+                                "lambda:InvokeFunction on it (or --from-here)", EXIT_FAILED) from None
+        raise
+    body = answer["Payload"].read()
+    if answer.get("FunctionError"):
+        failure = _json_object(body.decode("utf-8", errors="replace")) or {}
+        kind = str(failure.get("errorType") or answer["FunctionError"])
+        message = " ".join(str(failure.get("errorMessage", "")).split())[:200]
+        raise OperatorError(f"the dispatcher function '{name}' failed ({kind}: {message or 'no message'}); its "
+                            f"log group /aws/lambda/{name} tells more", EXIT_FAILED)
+    try:
+        return UcmCheck.from_json(json.loads(body))
+    except (ValueError, TypeError, KeyError):
+        raise OperatorError(f"the dispatcher function '{name}' did not answer with a check (deployed before it "
+                            "could check a UCM? deploy the stack again, or use --from-here)", EXIT_FAILED) from None
+
+
+# ------------------------------------------------------------------------------------------------ retire
+
+# Every partition a property's items live in, by what follows "{pid}#" in its pk, and where the code writes
+# it. A deleted property stack leaves them all in the table; the ones marked "no TTL" never go by themselves.
+# tests/integration/test_retire.py scans the package for keys like f"{pid}#fifo" and fails on one not listed here.
+PROPERTY_PARTITIONS: dict[str, str] = {
+    "fifo": "store.py, state.py, supervisor.py: pmslink's FIFO records and the delivery archive (TTL)",
+    "inbound": "store.py, supervisor.py: the inbound log, what pmslink sent (TTL)",
+    "dedupe": "store.py: each inbound request's first answer (TTL)",
+    "request": "state.py: an ingest request's marker (TTL: a day)",
+    "booking": "state.py: a booking's state and its last BOOKING record (TTL only once checked out or cancelled)",
+    "room": "state.py: a room's state and its occupants' display names (no TTL)",
+    "wakeup": "state.py, supervisor.py: a wake-up's supervision (TTL)",
+    "outbox": "state.py, outbox.py: UCM commands (TTL)",
+    "charges": "store.py: the charges posted on a room, one partition a room: {pid}#charges#{room} (TTL)",
+    "meta": "store.py (sk fifo: delivery cursor), outbox.py (outbox: done cursor, lease, hold), polling.py "
+            "(poll: forward cursor, lease) (no TTL)",
+}
+CHARGES = "charges"
+# The outbox's shared partitions (outbox.py) hold one due marker (sk = pid) and parked markers (sk = pid#seq)
+# a property: OutboxStore.retire drops them.
+BATCH_WRITE = 25  # DynamoDB's limit of requests in one BatchWriteItem (moto does not enforce it: we must)
+BATCH_ATTEMPTS = 8  # tries of the items DynamoDB leaves unprocessed (throttling), with exponential backoff
+BACKOFF_SECONDS, BACKOFF_CAP_SECONDS = 0.05, 5.0
+SCHEDULE_GROUP = "WakeupScheduleGroup"  # its logical id in template.yaml
+CHARGE_ACTIONS = ("POST", "CALL")  # the inbound requests that post a charge (httppms.py)
+ItemKey = dict[str, Any]
+
+
+def property_configured(target: Target, property_id: str) -> bool:
+    """Whether the property's config is still in Parameter Store (its stack not deleted yet): one GetParameter."""
+    if not _PROPERTY_ID.fullmatch(property_id):
+        raise OperatorError(f"'{property_id[:64]}' is not a property id", EXIT_USAGE)
+    try:
+        target.ssm.get_parameter(Name=target.parameter_name(property_id))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ParameterNotFound":
+            return False
+        raise
+    return True
+
+
+def schedule_group(target: Target, explicit: str | None = None) -> str | None:
+    """The stack's wake-up schedule group: ``explicit`` if given, else its ``WakeupScheduleGroupName`` output,
+    else the physical id of its ``WakeupScheduleGroup`` resource (one DescribeStackResource). None without a
+    stack or a name: the schedules are then not looked for."""
+    if explicit or not target.stack:
+        return explicit or None
+    if target.outputs.get("WakeupScheduleGroupName"):
+        return target.outputs["WakeupScheduleGroupName"]
+    try:
+        detail = target.cloudformation.describe_stack_resource(
+            StackName=target.stack, LogicalResourceId=SCHEDULE_GROUP)["StackResourceDetail"]
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ValidationError":
+            raise OperatorError(f"stack '{target.stack}' has no {SCHEDULE_GROUP} resource: is it a pms-connector "
+                                "stack? (or --schedule-group NAME)", EXIT_USAGE) from None
+        raise
+    name = detail.get("PhysicalResourceId")
+    if not name:
+        raise OperatorError(f"stack '{target.stack}': {SCHEDULE_GROUP} is not created "
+                            f"({detail.get('ResourceStatus')})", EXIT_USAGE)
+    return str(name)
+
+
+@dataclass(frozen=True)
+class RetirePlan:
+    """What ``property retire`` finds of a property: counts for the operator, keys for the deletes.
+
+    Nothing in it is guest data: counts, room names (in the charges partitions' names) and schedule names
+    (hashes). The keys (booking uids, request hashes) and sequence numbers are kept for the deletes, never
+    printed (``to_json`` leaves them out)."""
+
+    property_id: str
+    live: bool  # its config is still in Parameter Store
+    items: dict[str, int]  # by partition, after "{pid}#" ("charges#101": one a room)
+    due_marker: bool
+    parked_markers: int
+    schedule_group: str | None  # None: schedules not looked for
+    schedules: int
+    undelivered: int  # FIFO records pmslink has not received (after the delivery cursor, unexpired)
+    in_flight: int  # of those, in confirm delivery's open batch (answered, not confirmed)
+    delivered_up_to: int
+    keys: list[ItemKey] = field(default_factory=list, repr=False, compare=False)
+    schedule_names: list[str] = field(default_factory=list, repr=False, compare=False)
+    undelivered_seqs: list[int] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.keys and not self.due_marker and not self.parked_markers and not self.schedule_names
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for private in ("keys", "schedule_names", "undelivered_seqs"):
+            out.pop(private)
+        return out
+
+
+@dataclass(frozen=True)
+class RetireResult:
+    """What ``property retire`` did (``--json`` prints it as it is)."""
+
+    property_id: str
+    live: bool
+    nothing_to_do: bool
+    deleted: dict[str, int]  # items by partition, as in ``RetirePlan.items``
+    due_marker: bool
+    parked_markers: int
+    schedule_group: str | None
+    schedules_deleted: int
+    undelivered: int
+    exported: int
+    export_file: str | None
+    discarded: int  # undelivered records deleted without an export (--discard-undelivered)
+
+
+def _partition(target: Target, pk: str, projection: str = "pk, sk",
+               names: Mapping[str, str] | None = None) -> Iterator[dict[str, Any]]:
+    """Every item of one partition, ``projection`` only, paginated (strongly consistent)."""
+    kwargs: dict[str, Any] = {"TableName": target.require_table(), "KeyConditionExpression": "pk = :pk",
+                              "ExpressionAttributeValues": {":pk": {"S": pk}}, "ProjectionExpression": projection,
+                              "ConsistentRead": True}
+    if names:
+        kwargs["ExpressionAttributeNames"] = dict(names)
+    while True:
+        page = target.dynamodb.query(**kwargs)
+        yield from page.get("Items", [])
+        if "LastEvaluatedKey" not in page:
+            return
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _key(item: Mapping[str, Any]) -> ItemKey:
+    return {"pk": item["pk"], "sk": item["sk"]}
+
+
+def _charge_room(item: Mapping[str, Any]) -> str | None:
+    """The room of an inbound entry that posted a charge (POST, a priced CALL), from its request."""
+    if item.get("action", {}).get("S") not in CHARGE_ACTIONS or "request" not in item:
+        return None
+    request = _json_object(item["request"]["S"]) or {}
+    room = request.get("room")
+    return str(room) if room not in (None, "") else None
+
+
+def _marker_counts(target: Target, property_id: str) -> tuple[bool, int]:
+    """(whether the property has a due marker, how many parked markers): one GetItem, one counting Query."""
+    table = target.require_table()
+    due = target.dynamodb.get_item(TableName=table, Key={"pk": {"S": DUE_PK}, "sk": {"S": property_id}},
+                                   ProjectionExpression="pk", ConsistentRead=True).get("Item")
+    kwargs: dict[str, Any] = {
+        "TableName": table, "KeyConditionExpression": "pk = :pk AND begins_with(sk, :pid)", "Select": "COUNT",
+        "ExpressionAttributeValues": {":pk": {"S": PARKED_PK}, ":pid": {"S": f"{property_id}#"}}}
+    parked = 0
+    while True:
+        page = target.dynamodb.query(**kwargs)
+        parked += page.get("Count", 0)
+        if "LastEvaluatedKey" not in page:
+            return bool(due), parked
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _scheduler(target: Target) -> Any:
+    return target.session.client("scheduler", config=CLIENT_CONFIG)
+
+
+def property_schedules(target: Target, group: str, property_id: str, client: Any = None) -> list[str]:
+    """The names of the property's wake-up schedules in ``group`` (wakeups.schedule_name), listed by their
+    name prefix, paginated. Names are checked whole, so "demo" never takes "demo-annex"'s; a property id past
+    the 30 characters the names keep is told apart by the schedule's own input (one GetSchedule each)."""
+    client = client or _scheduler(target)
+    prefix = schedule_name(property_id, "", "result").rsplit("-", 2)[0]
+    pattern = re.compile(re.escape(prefix) + r"-[0-9a-f]{20}-(risk|result)")
+    truncated = prefix != property_id
+    names: list[str] = []
+    try:
+        for page in client.get_paginator("list_schedules").paginate(GroupName=group, NamePrefix=f"{prefix}-"):
+            for schedule in page.get("Schedules", []):
+                name = str(schedule.get("Name", ""))
+                if not pattern.fullmatch(name):
+                    continue
+                if truncated:
+                    got = client.get_schedule(Name=name, GroupName=group)
+                    if (_json_object(got.get("Target", {}).get("Input", "")) or {}).get("property") != property_id:
+                        continue
+                names.append(name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            raise OperatorError(f"schedule group '{group}' not found in region "
+                                f"{target.session.region_name or '(none)'}", EXIT_USAGE) from None
+        raise
+    return sorted(names)
+
+
+def plan_retirement(target: Target, property_id: str, group: str | None,
+                    progress: Progress = _no_progress) -> RetirePlan:
+    """Find everything the property left: the keys of its items in every partition (keys only, paginated
+    queries), its FIFO records pmslink has not received, its due and parked markers and its wake-up
+    schedules. Reads only. ``progress`` counts the partitions read (the total grows with the rooms found)."""
+    live = property_configured(target, property_id)  # and a property id, or OperatorError
+    store = target.connector_store()
+    cursor = store.get_cursor(property_id)
+    now = time.time()
+    counts: dict[str, int] = {}
+    keys: list[ItemKey] = []
+    rooms: set[str] = set()
+    undelivered: list[int] = []
+    fixed = [p for p in PROPERTY_PARTITIONS if p != CHARGES]
+    total = len(fixed)
+
+    for index, partition in enumerate(fixed, start=1):
+        pk = f"{property_id}#{partition}"
+        found: list[ItemKey] = []
+        if partition == "fifo":
+            for item in _partition(target, pk, "pk, sk, expires_at"):
+                found.append(_key(item))
+                seq = int(item["sk"]["S"])
+                if seq > cursor.delivered and int(item.get("expires_at", {}).get("N", "0")) > now:
+                    undelivered.append(seq)
+        elif partition == "inbound":  # the rooms charges were posted on: the charges' partitions
+            for item in _partition(target, pk, "pk, sk, #action, #request",
+                                   {"#action": "action", "#request": "request"}):
+                found.append(_key(item))
+                room = _charge_room(item)
+                if room is not None:
+                    rooms.add(room)
+        else:
+            found = [_key(item) for item in _partition(target, pk)]
+            if partition == "room":
+                rooms.update(key["sk"]["S"] for key in found)
+        counts[partition] = len(found)
+        keys += found
+        progress(index, total)
+
+    # The charges, one partition a room: the rooms of the property's room items and of the charges its
+    # inbound log still names. (A charge on a room in neither, its request expired from the log, is left
+    # to expire with its TTL, charge_retention_days.)
+    done = itertools.count(len(fixed) + 1)
+    grand_total = len(fixed) + len(rooms)
+
+    def charges(room: str) -> list[ItemKey]:
+        found = [_key(item) for item in _partition(target, f"{property_id}#{CHARGES}#{room}")]
+        progress(next(done), grand_total)
+        return found
+
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        for room, found in zip(sorted(rooms), pool.map(charges, sorted(rooms)), strict=True):
+            if found:
+                counts[f"{CHARGES}#{room}"] = len(found)
+                keys += found
+
+    due, parked = _marker_counts(target, property_id)
+    names = property_schedules(target, group, property_id) if group else []
+    in_flight = 0
+    if cursor.batch_id is not None and cursor.batch_last is not None:
+        in_flight = sum(1 for seq in undelivered if seq <= cursor.batch_last)
+    return RetirePlan(property_id, live, counts, due, parked, group, len(names), len(undelivered), in_flight,
+                      cursor.delivered, keys, names, sorted(undelivered))
+
+
+def export_undelivered(target: Target, plan: RetirePlan, path: str) -> int:
+    """Write the plan's undelivered FIFO records to ``path`` as JSON Lines, ``{"seq": N, "record": {...}}`` with
+    the record as the PMS sent it, oldest first; returns how many. The file is created (never overwritten)
+    with mode 0600: it holds guest data. A failed export leaves no file."""
+    if not plan.undelivered_seqs:
+        return 0
+    wanted = set(plan.undelivered_seqs)
+    last = plan.undelivered_seqs[-1]
+    store = target.connector_store()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise OperatorError(f"{path} exists: not overwritten (choose another file)", EXIT_USAGE) from None
+    except OSError as exc:
+        raise OperatorError(f"cannot create {path}: {exc.strerror or exc}", EXIT_USAGE) from None
+    written = 0
+    try:
+        os.fchmod(fd, 0o600)  # exactly 0600, whatever the umask
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            position = plan.delivered_up_to
+            while position < last:
+                step = min(PAGE, last - position)
+                records = store.read_fifo(plan.property_id, after=position, limit=step)
+                for record in records:
+                    if record.seq in wanted:
+                        out.write(json.dumps({"seq": record.seq, "record": record.record}, ensure_ascii=False,
+                                             separators=(",", ":")) + "\n")
+                        written += 1
+                # From the last record read: a page cut short (1 MB) loses nothing.
+                position = records[-1].seq if records else position + step
+            out.flush()
+            os.fsync(out.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return written
+
+
+def delete_items(client: Any, table: str, keys: list[ItemKey], progress: Progress = _no_progress,
+                 sleep: Callable[[float], None] = time.sleep) -> int:
+    """Delete ``keys`` with BatchWriteItem, ``BATCH_WRITE`` a call, retrying what DynamoDB leaves unprocessed
+    with exponential backoff (and jitter); returns how many were deleted. OperatorError when some are still
+    unprocessed after ``BATCH_ATTEMPTS`` tries (run the command again: deleting is idempotent)."""
+    done, total = 0, len(keys)
+    for start in range(0, total, BATCH_WRITE):
+        pending: list[Any] = [{"DeleteRequest": {"Key": key}} for key in keys[start:start + BATCH_WRITE]]
+        for attempt in range(BATCH_ATTEMPTS):
+            answer = client.batch_write_item(RequestItems={table: pending})
+            left = list((answer.get("UnprocessedItems") or {}).get(table, []))
+            done += len(pending) - len(left)
+            progress(done, total)
+            if not left:
+                break
+            pending = left
+            sleep(min(BACKOFF_CAP_SECONDS, BACKOFF_SECONDS * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311
+        else:
+            raise OperatorError(f"the table left {total - done} delete(s) unprocessed after {BATCH_ATTEMPTS} tries "
+                                "(throttled): run the command again", EXIT_FAILED)
+    return done
+
+
+def retire_property(target: Target, plan: RetirePlan, *, exported: int = 0, export_file: str | None = None,
+                    progress: Progress = _no_progress) -> RetireResult:
+    """Delete what ``plan`` found: the wake-up schedules first (so none fires on a half-deleted property),
+    then every item (BatchWriteItem), then the due and parked markers (``OutboxStore.retire``). Idempotent:
+    what is gone already is passed over. ``progress`` counts the items deleted."""
+    deleted_schedules = 0
+    if plan.schedule_names:
+        assert plan.schedule_group is not None
+        client = _scheduler(target)
+        for name in plan.schedule_names:
+            try:
+                client.delete_schedule(Name=name, GroupName=plan.schedule_group)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                    raise
+                continue  # fired and deleted by the Scheduler meanwhile
+            deleted_schedules += 1
+    delete_items(target.dynamodb, target.require_table(), plan.keys, progress)
+    due, parked = target.outbox_store().retire(plan.property_id)
+    return RetireResult(plan.property_id, plan.live, plan.nothing_to_do, dict(plan.items), due, parked,
+                        plan.schedule_group, deleted_schedules, plan.undelivered, exported, export_file,
+                        0 if export_file else plan.undelivered)

@@ -141,6 +141,10 @@ class OutboxStore(ConnectorStore):
             hold_reason=item["hold_reason"]["S"] if "hold_reason" in item else None,
         )
 
+    def renew(self, property_id: str, owner: str, *, now: int, lease_seconds: int) -> None:
+        """Extend our lease from ``now``; LeaseLost when another dispatcher took it over meanwhile."""
+        self._update_meta(property_id, owner, "SET lease_until = :until", {":until": _n(now + lease_seconds)})
+
     def pending(self, property_id: str, *, after: int, limit: int) -> list[OutboxCommand]:
         items = self._query_range(f"{property_id}#outbox", after + 1, MAX_SEQ, limit)
         return [_command(item) for item in items]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from pms_connector.observability import logger, metrics
+from pms_connector.observability import logger, metric_by, metrics
 from pms_connector.state import StateStore, TooManyItems
 from pms_connector.store import DuplicateRequest, _n, _s
 
@@ -47,6 +47,7 @@ class PollMeta:
     forwarded: int = 0
     last_batch: str | None = None
     confirm: str | None = None  # a batch ingested but not yet confirmed to the PMS
+    link_down: bool = False  # the PMS was unreachable when the last poller stopped
 
 
 @dataclass
@@ -87,10 +88,11 @@ class PollStore(StateStore):
             raise
         return PollMeta(forwarded=int(item["forwarded"]["N"]) if "forwarded" in item else 0,
                         last_batch=item["last_batch"]["S"] if "last_batch" in item else None,
-                        confirm=item["confirm"]["S"] if "confirm" in item else None)
+                        confirm=item["confirm"]["S"] if "confirm" in item else None,
+                        link_down="link_down" in item)
 
     def update_poll(self, pid: str, owner: str, *, forwarded: int | None = None, confirm: str | None = None,
-                    clear_confirm: bool = False, release: bool = False) -> None:
+                    clear_confirm: bool = False, release: bool = False, link_down: bool | None = None) -> None:
         sets, removes, values = [], [], {":o": _s(owner)}
         if forwarded is not None:
             sets.append("forwarded = :f")
@@ -102,6 +104,10 @@ class PollStore(StateStore):
             removes.append("confirm")
         if release:
             removes += ["lease_owner", "lease_until"]
+        if link_down:
+            sets.append("link_down = :o")  # who saw it down; only its presence matters
+        elif link_down is False:
+            removes.append("link_down")
         if not sets and not removes:
             return
         expression = (("SET " + ", ".join(sets)) if sets else "") + ((" REMOVE " + ", ".join(removes))
@@ -156,7 +162,7 @@ def poll_property(prop: PropertyConfig, client: HttppmsClient, store: PollStore,
     if meta is None:
         report.busy = True
         return report
-    forwarded, confirm = meta.forwarded, meta.confirm
+    forwarded, confirm, link_down = meta.forwarded, meta.confirm, meta.link_down
     retention = (prop.httppms.queue_retention_days + prop.httppms.archive_days) * 86_400
     try:
         while max_rounds is None or report.rounds < max_rounds:
@@ -168,14 +174,14 @@ def poll_property(prop: PropertyConfig, client: HttppmsClient, store: PollStore,
                 if forwardable(entry.action, entry.request):
                     result = client.send(entry.request)
                     if result.outcome == "buffer":
-                        report.buffered = True
+                        report.buffered = link_down = True
                         metrics.add_metric(name="PmsLinkBuffered", unit="Count", value=1)
                         break
                     if result.outcome == "rejected":
                         report.rejected += 1
                         metrics.add_metric(name="PmsRecordRejected", unit="Count", value=1)
-                        logger.error("PMS rejected a record", extra={"seq": entry.seq, "action": entry.action,
-                                                                     "code": result.code})
+                        logger.error("PMS rejected a record", extra={"property": prop.id, "seq": entry.seq,
+                                                                     "action": entry.action, "code": result.code})
                     else:
                         report.forwarded += 1
                 moved = entry.seq
@@ -186,6 +192,7 @@ def poll_property(prop: PropertyConfig, client: HttppmsClient, store: PollStore,
             more = False
             poll = client.get_request(confirm=confirm)
             if poll.outcome == "ok":
+                link_down = False
                 if confirm is not None:
                     store.update_poll(prop.id, owner, clear_confirm=True)
                     confirm = None
@@ -197,6 +204,7 @@ def poll_property(prop: PropertyConfig, client: HttppmsClient, store: PollStore,
                         report.invalid += len(bad)
                         metrics.add_metric(name="PolledRecordsInvalid", unit="Count", value=len(bad))
                         logger.error("PMS sent invalid records; skipped", extra={
+                            "property": prop.id,
                             "issues": [{"index": i["index"], "field": i["field"]} for i in issues][:20]})
                     good = [r if "property" in r else {**r, "property": prop.id}
                             for i, r in enumerate(records) if i not in bad]
@@ -209,7 +217,7 @@ def poll_property(prop: PropertyConfig, client: HttppmsClient, store: PollStore,
                     confirm = poll.batch
                     more = True  # the PMS may hold more: ask again at once
             else:
-                report.buffered = True
+                report.buffered = link_down = True
                 metrics.add_metric(name="PmsLinkBuffered", unit="Count", value=1)
                 report.errors.append(f"GET_REQUEST: {poll.outcome} {poll.code} {poll.description}"[:200])
             if remaining_ms() < (settings.poll_interval_seconds + settings.timeout_seconds) * 1000 + 3000:
@@ -219,5 +227,12 @@ def poll_property(prop: PropertyConfig, client: HttppmsClient, store: PollStore,
             if not more:
                 sleep(max(0.0, settings.poll_interval_seconds - (clock() - started)))
     finally:
-        store.update_poll(prop.id, owner, release=True)
+        # The link state per property, sent only when it says something (down, or back after being down),
+        # as UcmUnreachable for the UCMs: a healthy PMS costs no metric.
+        if link_down:
+            metric_by("PmsUnreachable", 1, property=prop.id)
+        elif meta.link_down:
+            metric_by("PmsUnreachable", 0, property=prop.id)
+        store.update_poll(prop.id, owner, release=True,
+                          link_down=link_down if link_down != meta.link_down else None)
     return report

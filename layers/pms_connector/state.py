@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from pms_connector.config import PropertyConfig
+from pms_connector.errors import StorageBusy
 from pms_connector.outbox import COMMAND_RETENTION_SECONDS, OutboxStore
-from pms_connector.store import MAX_TRANSACTION_ITEMS, _n, _s, dumps, seq_key
+from pms_connector.store import MAX_TRANSACTION_ITEMS, DuplicateRequest, _n, _s, dumps, seq_key
 from pms_connector.ucm.plan import Booking, Occupant, Planner, Room
 from pms_connector.wakeups import WAKEUP_RETENTION_SECONDS, wake_instant
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 COMMANDS_PER_RECORD = 100  # outbox seq = fifo seq * 100 + index of the command within its record
 DAY = 86_400
+REQUEST_MARKER_SECONDS = DAY  # an ingest body sent again within a day is the same request
 
 
 class TooManyItems(Exception):
@@ -42,18 +44,71 @@ class TooManyItems(Exception):
 class StateStore(OutboxStore):
     """Bookings, rooms and the ingest transaction (FIFO + state + outbox)."""
 
+    def ingest_request(self, prop: PropertyConfig, records: Sequence[Mapping[str, Any]], *, key: str,
+                       retention_seconds: int, correlation_id: str | None = None) -> tuple[list[int], bool]:
+        """Append one ingest request's records exactly once: (their sequence numbers, whether the request
+        had been appended before).
+
+        The request's marker (``{pid}#request``, ``key``) is written in the same transaction as its records:
+        a request sent again (its answer was lost, the function timed out after the write) finds it and gets
+        the first answer, appending nothing. Records that need more than one transaction go in order-keeping
+        parts, each moving the marker's ``done`` on with a condition on where the last part ended, so a
+        request sent again after only some parts went in appends the rest, once, whoever sends it."""
+        sequence: list[int] = []
+        start, size, repeated = 0, len(records), False
+        while start < len(records):
+            part = records[start:start + size]
+            marker = functools.partial(self._request_marker, prop.id, key, start, len(part), sequence)
+            try:
+                sequence += self.ingest(prop, part, retention_seconds=retention_seconds,
+                                        correlation_id=correlation_id, also=marker)
+            except TooManyItems:
+                if size == 1:
+                    raise
+                size = (size + 1) // 2
+                continue
+            except DuplicateRequest as first:  # sent before: carry on from where that one got to
+                item = first.item or {}
+                if "done" not in item:  # its marker expired meanwhile (a day): nothing to go on
+                    raise StorageBusy("the request's progress is unknown; send it again") from None
+                start, sequence, repeated = int(item["done"]["N"]), _ranges(item["seqs"]["S"]), True
+                size = len(records) - start
+                continue
+            start += len(part)
+            size = len(records) - start
+        return sequence, repeated
+
+    def _request_marker(self, pid: str, key: str, start: int, count: int, before: Sequence[int],
+                        first_seq: int) -> list[TransactWriteItemTypeDef]:
+        seqs = _ranges_text([*before, *range(first_seq, first_seq + count)])
+        marker_key = {"pk": _s(f"{pid}#request"), "sk": _s(key)}
+        if start == 0:
+            return [{"Put": {
+                "TableName": self.table, "Item": {**marker_key, "done": _n(count), "seqs": _s(seqs),
+                                                  "expires_at": _n(int(self._clock()) + REQUEST_MARKER_SECONDS)},
+                "ConditionExpression": "attribute_not_exists(pk)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}}]
+        return [{"Update": {
+            "TableName": self.table, "Key": marker_key, "UpdateExpression": "SET done = :end, seqs = :seqs",
+            "ConditionExpression": "done = :start", "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            "ExpressionAttributeValues": {":end": _n(start + count), ":seqs": _s(seqs), ":start": _n(start)}}}]
+
     def ingest(self, prop: PropertyConfig, records: Sequence[Mapping[str, Any]], *, retention_seconds: int,
-               correlation_id: str | None = None, also: Sequence[TransactWriteItemTypeDef] = ()) -> list[int]:
+               correlation_id: str | None = None,
+               also: Sequence[TransactWriteItemTypeDef] | Callable[[int], Sequence[TransactWriteItemTypeDef]] = ()
+               ) -> list[int]:
         """Append records with the state and UCM commands they imply, atomically. TooManyItems if too big.
 
-        ``also``: one more conditional write for the same transaction (polling's batch marker); when its
-        condition fails the records were ingested before: DuplicateRequest."""
+        ``also``: one more conditional write for the same transaction (a request's marker, polling's batch
+        marker), or a function of the first sequence number that makes it; when its condition fails the
+        records were ingested before: DuplicateRequest."""
         now = int(self._clock())
         payloads = [{"record": _s(dumps(r)), "action": _s(str(r.get("action", "")).strip().upper()),
                      "ingested_at": _n(now), "expires_at": _n(now + retention_seconds)} for r in records]
 
         def implied(first_seq: int) -> list[TransactWriteItemTypeDef]:
-            items = [*also, *self._plan_items(prop, records, first_seq, now, correlation_id)]
+            extra = also(first_seq) if callable(also) else also
+            items = [*extra, *self._plan_items(prop, records, first_seq, now, correlation_id)]
             if len(items) + len(records) > MAX_TRANSACTION_ITEMS:
                 raise TooManyItems()
             return items
@@ -197,6 +252,25 @@ class StateStore(OutboxStore):
     def room(self, pid: str, name: str) -> Room | None:
         item = self._get(f"{pid}#room", name)
         return room_from_item(item) if item else None
+
+
+def _ranges_text(seqs: Sequence[int]) -> str:
+    """``1-3,7-7`` for [1, 2, 3, 7]: a request's sequence numbers, compact in its marker."""
+    runs: list[list[int]] = []
+    for seq in seqs:
+        if runs and seq == runs[-1][1] + 1:
+            runs[-1][1] = seq
+        else:
+            runs.append([seq, seq])
+    return ",".join(f"{a}-{b}" for a, b in runs)
+
+
+def _ranges(text: str) -> list[int]:
+    out: list[int] = []
+    for run in filter(None, text.split(",")):
+        a, b = run.split("-")
+        out += range(int(a), int(b) + 1)
+    return out
 
 
 def _booking_item(booking: Booking, prop: PropertyConfig, now: int) -> dict[str, Any]:

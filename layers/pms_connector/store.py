@@ -99,6 +99,7 @@ class Cursor:
     batch_last: int | None = None
     last_confirmed: str | None = None
     delivered_at: int | None = None
+    claim: str | None = None  # a random mark of the write that moved it, to tell ours from a rival's
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,12 @@ class CursorMoved(Exception):
 
 
 class DuplicateRequest(Exception):
-    """The dedupe item already exists: the request was stored before."""
+    """The dedupe item already exists: the request was stored before. ``item``: the dedupe item as it is,
+    when its write asked for it (ReturnValuesOnConditionCheckFailure)."""
+
+    def __init__(self, item: Mapping[str, Any] | None = None) -> None:
+        super().__init__("stored before")
+        self.item = item
 
 
 class ConnectorStore:
@@ -216,6 +222,7 @@ class ConnectorStore:
             batch_last=int(item["batch_last"]["N"]) if "batch_last" in item else None,
             last_confirmed=item["last_confirmed"]["S"] if "last_confirmed" in item else None,
             delivered_at=int(item["delivered_at"]["N"]) if "delivered_at" in item else None,
+            claim=item["claim"]["S"] if "claim" in item else None,
         )
 
     def save_cursor(self, property_id: str, old: Cursor, new: Cursor) -> None:
@@ -232,6 +239,7 @@ class ConnectorStore:
             ("batch_id", new.batch_id),
             ("batch_last", new.batch_last),
             ("last_confirmed", new.last_confirmed),
+            ("claim", new.claim),
         ):
             if value is None:
                 removes.append(name)
@@ -398,7 +406,7 @@ class ConnectorStore:
                 reasons = [str(r.get("Code", "None")) for r in cancellation]
                 duplicate = dedupe_first_extra and len(reasons) > len(items)
                 if duplicate and reasons[len(items)] == "ConditionalCheckFailed":
-                    raise DuplicateRequest() from exc
+                    raise DuplicateRequest(cancellation[len(items)].get("Item")) from exc
                 # Lost the race for these sequence numbers (or a transaction conflict): re-read the tail.
                 logger.debug("append raced", extra={"attempt": attempt, "reasons": reasons})
                 time.sleep(random.uniform(0, 0.02 * (2**attempt)))  # noqa: S311 - jitter, not crypto

@@ -65,7 +65,8 @@ class WakeupStore(OutboxStore):
 
         assert prop.ucm is not None
         fields = wakeup_fields(prop.ucm.address(wakeup.room), wakeup.room, wakeup.waketime, set_=True)
-        return self.enqueue(prop.id, [("wakeup", fields)])[0]
+        # The check's invocation id goes with the command, to the dispatcher's line for the UCM call.
+        return self.enqueue(prop.id, [("wakeup", fields)], correlation_id=logger.get_correlation_id())[0]
 
     def mark_alerted(self, wakeup: Wakeup, seq: int | None) -> None:
         values: dict[str, Any] = {":gen": _n(wakeup.gen), ":now": _n(int(self._clock()))}

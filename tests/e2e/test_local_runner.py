@@ -18,6 +18,7 @@ import pytest
 
 from tests.conftest import ROOT, session_scan
 from tests.helpers import DEMO_INGEST_KEY, signed
+from tests.leakscan import RunnerOutput
 from tests.spec_examples import records_from_pms, requests_to_pms
 
 pytestmark = pytest.mark.e2e
@@ -53,43 +54,33 @@ def learn(body: Any, authorization: str | None) -> None:
         scan.harvest_authorization(authorization)
 
 
-def start(properties: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
-    from pms_connector.config import load_properties_file
+_OUTPUTS: dict[int, RunnerOutput] = {}  # by pid: each runner's output, read to the end by stop()
 
-    load_properties_file(properties)  # the leak scan learns the secrets the runner is started with
-    scan = session_scan()
+
+def start(properties: Path, port: int) -> tuple[subprocess.Popen[str], list[str]]:
+    # The leak scan learns the secrets of the properties file the runner is handed, before it starts; every
+    # line the runner prints goes to the scan (the banner's curl commands as its documented exception).
+    output = RunnerOutput(session_scan(), properties, os.environ.get("PMS_E2E_RUNNER_LOG"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "pms_connector.cli", "local", "--properties", str(properties), "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    banner: list[str] = []
-    assert process.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line:
-            break
-        banner.append(line.rstrip("\n"))
-        if line.startswith("Press Ctrl-C"):
-            # Keep draining the output so the server never blocks on a full pipe.
-            log_path = Path(os.environ.get("PMS_E2E_RUNNER_LOG", os.devnull))
-
-            def drain_output(log_path: Path = log_path) -> None:
-                with log_path.open("a", encoding="utf-8") as log:
-                    for rest in process.stdout:  # type: ignore[union-attr]
-                        log.write(rest)
-                        if scan is not None:  # the runner's log lines go through the leak scan too
-                            scan.lines.append(rest)
-
-            threading.Thread(target=drain_output, daemon=True).start()
-            return process, banner
+    output.attach(process)  # its thread keeps draining the output so the server never blocks on a full pipe
+    if output.wait_banner(timeout=60):
+        _OUTPUTS[process.pid] = output
+        return process, list(output.banner)
     process.kill()
-    raise AssertionError("local runner did not start:\n" + "\n".join(banner))
+    output.close()
+    raise AssertionError("local runner did not start:\n" + "\n".join(output.banner))
 
 
 def stop(process: subprocess.Popen[str]) -> None:
-    """Ctrl-C, as a user would; killed if it has not stopped within 15 s."""
+    """Ctrl-C, as a user would; killed if it has not stopped within 15 s; its output read to the last line."""
+    output = _OUTPUTS.pop(process.pid, None)
+    if output is not None:
+        output.close(timeout=15)
+        return
     process.send_signal(signal.SIGINT)
     try:
         process.wait(timeout=15)
@@ -232,6 +223,9 @@ def test_a_bad_properties_file_fails_at_start_naming_property_and_field(tmp_path
     bad = tmp_path / "bad.yaml"
     bad.write_text("- id: broken-inn\n  name: Broken\n  timezone: Mars/Olympus\n"
                    "  httppms: {auth: md5, user: u}\n  ingest: {api_key: short}\n", encoding="utf-8")
+    scan = session_scan()
+    if scan is not None:  # what the runner is handed; its output is scanned (tests.leakscan: subprocess.run)
+        scan.harvest_properties_file(bad)
     result = subprocess.run([sys.executable, "-m", "pms_connector.cli", "local", "--properties", str(bad),
                              "--port", str(free_port())], cwd=ROOT, capture_output=True, text=True, timeout=60,
                             check=False)

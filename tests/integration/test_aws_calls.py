@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import CallCounter, Deployment
+from tests.conftest import CallCounter, Deployment, IamRecorder
 from tests.helpers import RESORT_INGEST_KEY, answer, httppms_event, ingest_event, signed
 
 INGEST, HTTPPMS = "IngestFunction", "HttppmsFunction"
@@ -21,14 +21,15 @@ def warm(dep: Deployment) -> None:
     dep.invoke(HTTPPMS, httppms_event(signed({"action": "GET_REQUEST", "property": "demo-hotel"})))
 
 
-def test_ingest_of_99_records_costs_3_calls(deployment: Deployment, aws_calls: CallCounter) -> None:
+def test_ingest_of_98_records_costs_3_calls(deployment: Deployment, aws_calls: CallCounter) -> None:
     """Issue 2's goal was 2 (tail Query + TransactWriteItems); issue 3 keeps room/booking state in the same
     transaction, which needs the current state first: one BatchGetItem more. (demo-resort has no UCM, so
-    the wake-ups imply no outbox commands that would need more items.)"""
+    the wake-ups imply no outbox commands that would need more items.) 98 records, their room and the
+    request's marker (which makes a request sent again append nothing) are one transaction's 100 items."""
     warm(deployment)
     deployment.invoke(INGEST, ingest_event("demo-resort", wake(0), key=RESORT_INGEST_KEY))
     aws_calls.reset()
-    response = deployment.invoke(INGEST, ingest_event("demo-resort", [wake(i) for i in range(99)],
+    response = deployment.invoke(INGEST, ingest_event("demo-resort", [wake(i) for i in range(98)],
                                                       key=RESORT_INGEST_KEY))
     assert response["statusCode"] == 202
     assert aws_calls.calls == ["dynamodb.Query", "dynamodb.BatchGetItem", "dynamodb.TransactWriteItems"]
@@ -37,7 +38,8 @@ def test_ingest_of_99_records_costs_3_calls(deployment: Deployment, aws_calls: C
 def test_a_request_too_big_for_one_transaction_is_split_in_order(
     deployment: Deployment, aws_calls: CallCounter
 ) -> None:
-    # 100 records + the room they change = 101 items: two transactions, each atomic, in order.
+    # 100 records + the room they change + the request's marker = 102 items: two transactions, each atomic,
+    # in order.
     warm(deployment)
     deployment.invoke(INGEST, ingest_event("demo-resort", wake(0), key=RESORT_INGEST_KEY))
     aws_calls.reset()
@@ -98,50 +100,53 @@ def test_an_inbound_charge_costs_4_calls(deployment: Deployment, aws_calls: Call
                                "dynamodb.UpdateItem"]
 
 
-# Every API call a function makes must be allowed by its policy in template.yaml, and the policy should
-# allow nothing the function never calls (least privilege). A TransactWriteItems of Puts is authorised as
-# PutItem.
-IAM_ACTION = {
-    "dynamodb.Query": "dynamodb:Query",
-    "dynamodb.GetItem": "dynamodb:GetItem",
-    "dynamodb.BatchGetItem": "dynamodb:BatchGetItem",
-    "dynamodb.UpdateItem": "dynamodb:UpdateItem",
-    "dynamodb.TransactWriteItems": "dynamodb:PutItem",
-    "eventbridge.PutEvents": "events:PutEvents",
-    "ssm.GetParameter": "ssm:GetParameter",
-    "secrets-manager.GetSecretValue": "secretsmanager:GetSecretValue",
-}
-
-
+# Every API call a function makes must be allowed by its execution role in template.yaml, and the role should
+# allow nothing the function never calls (least privilege), beyond what Lambda itself does with the role for
+# that function (its logs, traces, stream, network interfaces: tests/conftest.py's lambda_service_actions).
+# IAM authorises each item of a TransactWriteItems as its own action (tests/conftest.py's IamRecorder).
 def policy_actions(dep: Deployment, function: str) -> set[str]:
-    actions: set[str] = set()
-    for policy in dep.template.resources[function]["Properties"]["Policies"]:
-        if "Statement" not in policy:  # a SAM policy template: VPCAccessPolicy lets Lambda attach its ENIs
-            assert policy == {"VPCAccessPolicy": {}}, policy
-            continue
-        for statement in policy["Statement"]:
-            actions.update(statement["Action"])
-    return actions
+    """Every action the function's execution role allows."""
+    from tests.conftest import role_statements
+
+    return {action for statement in role_statements(dep.template, function) for action in statement["Action"]}
 
 
-def test_the_ingest_policy_allows_exactly_what_ingest_calls(deployment: Deployment, aws_calls: CallCounter) -> None:
+def code_actions(dep: Deployment, function: str) -> set[str]:
+    """The actions the role allows the function's code: all of them but Lambda's own for that function."""
+    from tests.conftest import lambda_service_actions
+
+    allowed, lambdas = policy_actions(dep, function), lambda_service_actions(dep.template, function)
+    assert lambdas <= allowed, f"{function}: Lambda cannot {sorted(lambdas - allowed)}"
+    return allowed - lambdas
+
+
+def test_the_ingest_policy_allows_exactly_what_ingest_calls(deployment: Deployment, iam: IamRecorder) -> None:
+    """Each item of a transaction needs its own action (a Put PutItem, an Update UpdateItem): a check-in at a
+    property with a UCM (its due marker is an Update) and a request split in parts (the request's marker is
+    an Update after the first part)."""
     from tests.helpers import http_event
 
-    deployment.invoke(INGEST, ingest_event("demo-hotel", [wake(1), wake(2)]))
-    deployment.invoke(INGEST, http_event("GET", "/pms/demo-hotel/inbound", route="/pms/{property}/inbound",
-                                         path_parameters={"property": "demo-hotel"},
-                                         headers={"authorization": "Bearer demo-ingest-key-0123456789abcdef"}))
-    deployment.invoke(INGEST, http_event("GET", "/pms/demo-hotel/rooms/101", route="/pms/{property}/rooms/{room}",
-                                         path_parameters={"property": "demo-hotel", "room": "101"},
-                                         headers={"authorization": "Bearer demo-ingest-key-0123456789abcdef"}))
-    used = {IAM_ACTION[c] for c in aws_calls.calls}
-    assert used == policy_actions(deployment, INGEST)
+    booking = {"datetime": "2026-01-01T10:00:00", "action": "BOOKING", "booking_uid": "b1", "status": "checkin",
+               "room": "101", "arrival": "2026-01-01T14:00:00", "departure": "2026-01-03T12:00:00",
+               "GUEST_LIST": [{"uid": "g1", "name": "Ana", "surname": "Ruiz", "language": "es"}]}
+    assert deployment.invoke(INGEST, ingest_event("demo-hotel", [booking, wake(1)]))["statusCode"] == 202
+    split = [{"datetime": "2026-01-01T10:00:00", "action": "DND", "room": str(200 + n), "active": True}
+             for n in range(100)]  # 100 records and 100 rooms: more than one transaction holds
+    assert deployment.invoke(INGEST, ingest_event("demo-hotel", split))["statusCode"] == 202
+    for path, route, params in (("/pms/demo-hotel/inbound", "/pms/{property}/inbound", {}),
+                                ("/pms/demo-hotel/rooms/101", "/pms/{property}/rooms/{room}", {"room": "101"}),
+                                ("/pms/demo-hotel/rooms", "/pms/{property}/rooms", {})):
+        deployment.invoke(INGEST, http_event("GET", path, route=route, path_parameters={"property": "demo-hotel",
+                                                                                         **params},
+                                             headers={"authorization": "Bearer demo-ingest-key-0123456789abcdef"}))
+    assert iam.actions == code_actions(deployment, INGEST)
 
 
-def test_the_httppms_policy_allows_exactly_what_httppms_calls(deployment: Deployment, aws_calls: CallCounter) -> None:
+def test_the_httppms_policy_allows_exactly_what_httppms_calls(deployment: Deployment) -> None:
     from aws_lambda_powertools.utilities.parameters.constants import DEFAULT_PROVIDERS
 
     from pms_connector import api
+    from tests.conftest import iam_recorder
 
     deployment.invoke(INGEST, ingest_event("demo-hotel", [wake(1)]))
     # A fresh container for httppms: its own config reads (the in-process cache is shared with ingest).
@@ -149,9 +154,10 @@ def test_the_httppms_policy_allows_exactly_what_httppms_calls(deployment: Deploy
         provider.clear_cache()
     api.directory.cache_clear()
     api.httppms_dependencies.cache_clear()
-    aws_calls.reset()
+    iam = iam_recorder()
     for body in ({"action": "GET_REQUEST"}, {"action": "POST", "room": "101", "post_type": "M", "article": "WA",
-                                            "units": 1, "amount": 1}):
+                                            "units": 1, "amount": 1},
+                 {"action": "BILL_REQUEST", "room": "101"}, {"action": "CHECKOUT", "room": "101"},
+                 {"action": "GET_REQUEST"}):
         deployment.invoke(HTTPPMS, httppms_event(signed({**body, "property": "demo-hotel"})))
-    used = {IAM_ACTION[c] for c in aws_calls.calls}
-    assert used == policy_actions(deployment, HTTPPMS)
+    assert iam.actions == code_actions(deployment, HTTPPMS)

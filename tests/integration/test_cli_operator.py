@@ -6,6 +6,7 @@ from template.yaml (moto cannot build the SAM template itself; DescribeStacks is
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -68,6 +69,8 @@ class Cli:
         for value in (*SECRETS, *PERSONAL):  # never a secret or a guest's personal data, whatever the command
             assert value not in printed, f"{value!r} printed by {argv}"
         assert "Traceback" not in printed
+        # Off a terminal (capsys is not one, nor is a script's pipe): no progress bar, no control character.
+        assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", printed), f"control characters printed by {argv}"
         return Run(code, captured.out, captured.err)
 
 
@@ -318,9 +321,10 @@ def test_queue_replay_since_delivers_the_records_written_since_then_again(stack:
     assert not_interactive.code == 2 and "--yes" in not_interactive.err
 
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
-    monkeypatch.setattr("builtins.input", lambda _prompt: "n")
+    monkeypatch.setattr("builtins.input", lambda *_: "n")
     declined = cli("queue", "replay", "demo-hotel", "--since", "2h")
     assert declined.code == 1
+    assert declined.out == "" and "will be delivered again. Go on? [y/N]" in declined.err  # stdout: output only
     assert get_request(stack) == []
 
     run = cli("queue", "replay", "demo-hotel", "--since", "2h", "--yes")
@@ -333,6 +337,12 @@ def test_queue_replay_since_delivers_the_records_written_since_then_again(stack:
     iso = (datetime.now(UTC) - timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert cli("queue", "replay", "demo-hotel", "--since", iso, "--yes").code == 0
     assert [r["room"] for r in get_request(stack)] == ["1", "2", "3", "4", "5"]
+
+    as_json = cli("queue", "replay", "demo-hotel", "--since", iso, "--yes", "--json")
+    assert as_json.code == 0
+    assert {k: v for k, v in json.loads(as_json.out).items() if k != "since"} == {
+        "property_id": "demo-hotel", "from_seq": 1, "delivered_up_to": 5, "count": 5, "replayed": True}
+    assert len(get_request(stack)) == 5
 
     written_hours_ago(stack, [4, 5], 1)
     nothing = cli("queue", "replay", "demo-hotel", "--since", "30m", "--yes")
@@ -352,14 +362,108 @@ def test_outbox_commands_work_with_a_stack(stack: Deployment, cli: Cli) -> None:
 
     listing = cli("outbox", "list", "demo-hotel")
     assert listing.code == 0, listing.err
-    assert "pending  checkin" in listing.out and "1 pending, 0 parked" in listing.out
+    header, row, summary = listing.out.splitlines()
+    assert header.split() == ["SEQ", "STATE", "ACTION", "ADDRESS", "ATTEMPTS", "LAST", "ERROR"]
+    seq = row.split()[0]
+    assert row.split()[1:] == ["pending", "checkin", "101", "0"]
+    assert summary == "1 pending, 0 parked (of the last 1)"
 
-    seq = listing.out.split()[0]
     parked = cli("outbox", "park", "--property", "demo-hotel", "--seq", seq, "--reason", "room closed")
     assert parked.code == 0, parked.err
-    assert cli("outbox", "retry", "demo-hotel", "--seq", seq).code == 0
+    listed = json.loads(cli("outbox", "list", "demo-hotel", "--json").out)
+    assert listed == [{"seq": int(seq), "state": "parked", "action": "checkin", "address": "101", "attempts": 1,
+                       "last_error": "parked by operator: room closed"}]  # the fields (the guest's name): never
+    retried = cli("outbox", "retry", "demo-hotel", "--seq", seq, "--json")
+    assert retried.code == 0, retried.err
+    queued = json.loads(retried.out)
+    assert queued == {"property": "demo-hotel", "seq": int(seq), "queued_as": queued["queued_as"]}
+    assert queued["queued_as"] > int(seq)
     assert cli("outbox", "retry", "demo-hotel", "--seq", seq).code == 1  # no longer parked
+    again = cli("outbox", "park", "demo-hotel", "--seq", str(queued["queued_as"]), "--reason", "still closed",
+                "--json")
+    assert json.loads(again.out) == {"property": "demo-hotel", "seq": queued["queued_as"], "parked": True,
+                                     "reason": "still closed"}
     assert cli("outbox", "list").code == 2  # which property?
+
+
+def test_outbox_list_pages_through_many_commands(stack: Deployment, cli: Cli) -> None:
+    store = OutboxStore(stack.env["TABLE_NAME"])
+    for first in range(0, 250, 50):
+        store.enqueue("demo-hotel", [("checkout", {"address": str(100 + n), "room": str(100 + n)})
+                                     for n in range(first, first + 50)])
+
+    default = cli("outbox", "list", "demo-hotel")
+    many = json.loads(cli("outbox", "list", "demo-hotel", "--limit", "180", "--json").out)
+    every = json.loads(cli("outbox", "list", "demo-hotel", "--limit", "1000", "--json").out)
+
+    assert [line.split()[0] for line in default.out.splitlines()[1:-1]] == [str(s) for s in range(221, 251)]
+    assert default.out.splitlines()[-1] == "30 pending, 0 parked (of the last 30)"
+    assert [row["seq"] for row in many] == list(range(71, 251))  # one query for the newest 100, then pages
+    assert [row["seq"] for row in every] == list(range(1, 251))
+    assert cli("outbox", "list", "demo-hotel", "--limit", "0").code == 2
+
+
+def test_long_cells_are_cut_with_an_ellipsis(stack: Deployment, cli: Cli) -> None:
+    store = OutboxStore(stack.env["TABLE_NAME"])
+    store.enqueue("demo-hotel", [("checkout", {"address": "101", "room": "101"})])
+    store.park_pending("demo-hotel", 1, "the extension was renumbered during the refurbishment of the third floor")
+
+    row = cli("outbox", "list", "demo-hotel").out.splitlines()[1]
+
+    assert row.endswith("…") and len(row.split("  ")[-1]) == 60
+    assert json.loads(cli("outbox", "list", "demo-hotel", "--json").out)[0]["last_error"].endswith("third floor")
+
+
+def test_fifo_commands_print_json_with_json(stack: Deployment, cli: Cli) -> None:
+    ingest(stack, [booking("101"), dnd("102")])
+    get_request(stack)
+    ingest(stack, [dnd("103")])
+
+    table = cli("fifo", "list", "--property", "demo-hotel")
+    listed = cli("fifo", "list", "--property", "demo-hotel", "--json")
+    status = cli("fifo", "status", "--property", "demo-hotel", "--json")
+    replayed = cli("fifo", "replay", "--property", "demo-hotel", "--from-seq", "2", "--json")
+
+    assert table.code == listed.code == status.code == replayed.code == 0
+    assert table.out.splitlines()[0].split() == ["SEQ", "STATE", "ACTION", "ROOM", "WRITTEN", "(UTC)"]
+    assert [line.split()[:4] for line in table.out.splitlines()[1:]] == [
+        ["1", "delivered", "BOOKING", "101"], ["2", "delivered", "DND", "102"], ["3", "pending", "DND", "103"]]
+    rows = json.loads(listed.out)
+    assert [(r["seq"], r["state"], r["action"], r["room"]) for r in rows] == [
+        (1, "delivered", "BOOKING", "101"), (2, "delivered", "DND", "102"), (3, "pending", "DND", "103")]
+    assert set(rows[0]) == {"seq", "state", "action", "room", "ingested_at"}  # never the record (the guest)
+    assert json.loads(status.out)["pending"] == 1
+    assert json.loads(replayed.out) == {"property": "demo-hotel", "delivered_up_to": 1}
+
+
+def test_queue_depth_prints_json_with_json(stack: Deployment, cli: Cli) -> None:
+    ingest(stack, [dnd("1"), dnd("2")])
+
+    rows = json.loads(cli("queue", "depth", "--json").out)
+
+    assert [(r["property_id"], r["pending"]) for r in rows] == [("demo-hotel", 2), ("demo-resort", 0)]
+
+
+def test_a_progress_bar_runs_on_a_terminal_only(stack: Deployment, cli: Cli, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import functools
+
+    from pms_connector import cli as module
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(module, "_ProgressBar", functools.partial(module._ProgressBar, stream=terminal, delay=0))
+    plain = main(["property", "list", "--stack", STACK])
+    out = capsys.readouterr().out
+
+    assert plain == 0
+    drawn = terminal.getvalue()
+    assert "\r[" in drawn and "] 2/2 properties 100% " in drawn and drawn.endswith(" s\n")
+    assert re.search(r"\r\x1b\[K2 properties in \d+\.\d s\n$", drawn), drawn
+    assert "\r" not in out and out.splitlines()[0].startswith("ID ")  # the table is unchanged on stdout
 
 
 def test_inbound_tail_shows_action_room_and_time_only(stack: Deployment, cli: Cli,
@@ -372,10 +476,14 @@ def test_inbound_tail_shows_action_room_and_time_only(stack: Deployment, cli: Cl
 
     assert run.code == 0, run.err
     header, *rows = run.out.splitlines()
-    assert header.split()[:4] == ["SEQ", "RECEIVED", "(Europe/Madrid)", "ACTION"]
+    assert header.split() == ["SEQ", "RECEIVED", "(Europe/Madrid)", "ACTION", "ROOM", "BUS"]
     assert [row.split()[0::3] for row in rows] == [["1", "MSGTXT"], ["2", "POST"]]
-    assert [row.split()[4] for row in rows] == ["101", "102"]
+    assert [row.split()[4:] for row in rows] == [["101", "published"], ["102", "published"]]
     assert cli("inbound", "tail", "demo-hotel", "--limit", "1").out.splitlines()[1].split()[0] == "2"
+    as_json = json.loads(cli("inbound", "tail", "demo-hotel", "--json").out)  # one document
+    assert [(r["seq"], r["action"], r["room"], r["published"]) for r in as_json] == [
+        (1, "MSGTXT", "101", True), (2, "POST", "102", True)]
+    assert all(set(r) == {"seq", "action", "room", "received_at", "published"} for r in as_json)
 
     from pms_connector import operator
 
@@ -392,7 +500,17 @@ def test_inbound_tail_shows_action_room_and_time_only(stack: Deployment, cli: Cl
     follow = cli("inbound", "tail", "demo-hotel", "--follow")
     assert follow.code == 130
     assert sleeps == [2.0, 2.0]
-    assert follow.out.splitlines()[-1].split()[0::3] == ["3", "DND"]
+    lines = follow.out.splitlines()
+    assert lines[-1].split()[0::3] == ["3", "DND"]
+    assert lines[-1].index("DND") == lines[0].index("ACTION")  # a new entry lines up under the header
+
+    def interrupt(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(operator.time, "sleep", interrupt)
+    followed = cli("inbound", "tail", "demo-hotel", "--follow", "--json")  # a stream: one object a line
+    assert followed.code == 130
+    assert [json.loads(line)["seq"] for line in followed.out.splitlines()] == [1, 2, 3]
     assert cli("inbound", "tail", "no-hotel").code == 2
 
 
@@ -437,17 +555,23 @@ def test_check_ucm_probes_reachability_tls_and_credentials_without_touching_gues
     site(stack, "site-ca", sim, ca_pem=foreign_ca)
     site(stack, "site-closed", sim, base_url=f"https://127.0.0.1:{closed}")
 
-    ok = cli("property", "check-ucm", "site-ok")
+    ok = cli("property", "check-ucm", "site-ok", "--from-here")
     assert ok.code == 0, ok.out + ok.err
+    assert ok.out.splitlines()[0] == f"site-ok: UCM {sim.url}, checked from this machine"
     steps = [line.split()[:2] for line in ok.out.splitlines()[1:-1]]
     assert steps == [["dns", "ok"], ["tcp", "ok"], ["tls", "ok"], ["login", "ok"], ["token", "ok"]]
     assert "certificate commonName=localhost trusted" in ok.out and " ms " in ok.out
     assert ok.out.splitlines()[-1] == "all checks passed"
+    without_stack = cli("property", "check-ucm", "site-ok", stack=False)  # $TABLE_NAME, --environment dev
+    assert without_stack.code == 0 and "checked from this machine" in without_stack.out
+    report = json.loads(cli("property", "check-ucm", "site-ok", "--from-here", "--json").out)
+    assert (report["property"], report["exit_code"], report["checked_from"]) == ("site-ok", 0, "this machine")
+    assert [s["name"] for s in report["steps"]] == ["dns", "tcp", "tls", "login", "token"]
 
     cases = {"site-password": (5, "login"), "site-token": (5, "token"), "site-ca": (4, "tls"),
              "site-closed": (3, "tcp")}
     for pid, (code, step) in cases.items():
-        run = cli("property", "check-ucm", pid)
+        run = cli("property", "check-ucm", pid, "--from-here")
         assert run.code == code, (pid, run.out, run.err)
         failed = next(line.split() for line in run.out.splitlines() if " FAIL " in line)
         assert failed[:2] == [step, "FAIL"], run.out
@@ -458,7 +582,7 @@ def test_check_ucm_probes_reachability_tls_and_credentials_without_touching_gues
     assert {entry["code"] for entry in sim.log()} == {-9, 16}
     assert not any(room["checked_in"] for room in sim.state()["rooms"].values())
 
-    no_ucm = cli("property", "check-ucm", "demo-resort")
+    no_ucm = cli("property", "check-ucm", "demo-resort", "--from-here")
     assert no_ucm.code == 2 and "no ucm section" in no_ucm.err
 
 

@@ -128,7 +128,7 @@ def test_the_poller_function_polls_every_polling_property(deployment: Deployment
 
 def test_the_poller_policy_allows_exactly_what_it_calls(deployment: Deployment, iam: IamRecorder) -> None:
     from tests.conftest import FakeContext
-    from tests.integration.test_aws_calls import policy_actions
+    from tests.integration.test_aws_calls import code_actions
 
     with PmsSimulator(property_id=PID, auth="md5", user="link", password="pms-secret", delivery="confirm") as pms:
         site = Site(deployment, pms)
@@ -143,4 +143,28 @@ def test_the_poller_policy_allows_exactly_what_it_calls(deployment: Deployment, 
 
         deployment.handler("PollerFunction")({}, Short())
         assert [r["action"] for r in pms.received()] == ["CALL"]
-    assert iam.actions == policy_actions(deployment, "PollerFunction")
+    assert iam.actions == code_actions(deployment, "PollerFunction")
+
+
+def test_the_pms_link_state_is_reported_per_property_only_when_it_says_something(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.integration.test_observability import emf
+
+    def link_state() -> list[float]:
+        return [value for name, dims, value in emf(capsys.readouterr().out)
+                if name == "PmsUnreachable" and dims == {"property": PID}]
+
+    site.pms.queue(rs(1))
+    capsys.readouterr()
+    site.poll()
+    assert link_state() == []  # healthy: nothing sent
+    site.pms.fail_next(2, action="GET_REQUEST", http_status=500)
+    site.poll()
+    assert link_state() == [1]  # down when this poller stopped
+    site.poll()  # still down (its second fault): said again, one value per poller run
+    assert link_state() == [1]
+    site.poll()
+    assert link_state() == [0]  # back: said once...
+    site.poll()
+    assert link_state() == []  # ...then nothing

@@ -114,3 +114,76 @@ def test_a_request_racing_another_on_the_same_room_replans_and_both_land(ucm_inn
     _, room = rooms(ucm_inn, "104")
     assert [o["booking_uid"] for o in room["occupants"]] == ["b0", "b1"]
     assert [action for _, action, _ in outbox(ucm_inn)] == ["checkin"]  # b1 is a sharer: no second checkin
+
+
+# --- a request sent again: appended once -------------------------------------------------------------------
+
+
+def fifo_uids(dep: Deployment) -> list[str]:
+    from pms_connector.store import ConnectorStore
+
+    return [r.record.get("uid") or r.record["booking_uid"]
+            for r in ConnectorStore(dep.names["ConnectorTable"]).read_fifo("ucm-inn", after=0, limit=1_000)]
+
+
+def dnd(n: int) -> dict[str, Any]:
+    return {"datetime": "2026-01-01T10:00:00", "action": "DND", "room": f"{100 + n}", "active": True,
+            "uid": f"d{n}"}
+
+
+def test_the_same_body_sent_again_is_answered_as_the_first_time_and_appends_nothing(ucm_inn: Deployment) -> None:
+    first = send(ucm_inn, booking("b1", "101"), dnd(1))
+    assert send(ucm_inn, booking("b1", "101"), dnd(1)) == first
+    assert fifo_uids(ucm_inn) == ["b1", "d1"]
+    assert [a for _, a, _ in outbox(ucm_inn)] == ["checkin"]  # its UCM command once too
+    send(ucm_inn, {**dnd(1), "datetime": "2026-01-01T10:00:01"})  # the same action, later: a new request
+    assert fifo_uids(ucm_inn) == ["b1", "d1", "d1"]
+
+
+def test_a_split_request_sent_again_after_its_first_part_appends_only_the_rest(
+    ucm_inn: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """100 records on 100 rooms need several transactions; the second fails (the function died): sent
+    again, the first part is not appended a second time and the rest is appended once."""
+    from pms_connector.errors import StorageBusy
+    from pms_connector.state import StateStore
+
+    records = [dnd(n) for n in range(100)]
+    calls = {"n": 0}
+    real = StateStore.ingest
+
+    def second_part_fails(self: StateStore, *args: Any, **kwargs: Any) -> list[int]:
+        got = real(self, *args, **kwargs)  # TooManyItems is raised before anything is written
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise StorageBusy("the function died after its first part")
+        return got
+
+    monkeypatch.setattr(StateStore, "ingest", second_part_fails)
+    response = ucm_inn.invoke(INGEST, ingest_event("ucm-inn", records, key=KEY))
+    assert response["statusCode"] == 503
+    partial = fifo_uids(ucm_inn)
+    assert 0 < len(partial) < 100 and partial == [f"d{n}" for n in range(len(partial))]
+    monkeypatch.setattr(StateStore, "ingest", real)
+    assert send(ucm_inn, *records) == list(range(1, 101))
+    assert fifo_uids(ucm_inn) == [f"d{n}" for n in range(100)]
+
+
+def test_two_identical_requests_at_once_append_once(ucm_inn: Deployment) -> None:
+    import threading
+
+    answers: list[list[int]] = []
+    records = [booking("b1", "101"), dnd(2)]
+    barrier = threading.Barrier(2)
+
+    def post() -> None:
+        barrier.wait()
+        answers.append(send(ucm_inn, *records))
+
+    threads = [threading.Thread(target=post) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers[0] == answers[1] == [1, 2]
+    assert fifo_uids(ucm_inn) == ["b1", "d2"]

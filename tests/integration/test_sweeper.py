@@ -217,7 +217,7 @@ def test_the_ucm_functions_policies_allow_exactly_what_they_call(
     a marker with nothing behind it cleared; the config read from SSM and Secrets Manager."""
     from pms_connector.ucm.simulator import UcmSimulator
     from tests.conftest import property_document
-    from tests.integration.test_aws_calls import policy_actions
+    from tests.integration.test_aws_calls import code_actions
 
     with UcmSimulator(
         api_user="cdrapi", api_password="api-pass", pms_user="admin1", pms_password="admin123", addresses=["101", "102"]
@@ -256,7 +256,7 @@ def test_the_ucm_functions_policies_allow_exactly_what_they_call(
         store.enqueue("gone-hotel", [checkin("101")])  # a property whose stack was deleted: retired
         deployment.invoke(function, stream_event("gone-hotel") if function == "DispatcherFunction" else {})
         assert store.backlog() == []
-    assert iam.actions == policy_actions(deployment, function)
+    assert iam.actions == code_actions(deployment, function)
 
 
 def test_the_sample_events_drive_the_ucm_functions(deployment: Deployment) -> None:

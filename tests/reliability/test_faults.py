@@ -23,7 +23,7 @@ Time is compressed: the sweeper runs every second, the dispatcher's retry backof
 retries take seconds.
 
 Below, tests of what these random faults cannot reach reliably: a call that succeeded but whose answer
-was lost, a command sent again, a lease that ran out (several are strict xfails: product bugs).
+was lost, a command sent again, a lease that ran out.
 """
 
 from __future__ import annotations
@@ -465,8 +465,8 @@ def test_under_aws_and_ucm_faults_nothing_is_lost_duplicated_or_reordered(
     assert not ucm_problems, ucm_problems[:10]
     out_of_order = [f"{pid}: {p}" for pid, w in walks.items() for p in w.out_of_order + w.unmatched]
     assert not out_of_order, out_of_order[:10]
-    # Parked: only what the xfail tests below show (once those bugs are fixed, expect none at all).
-    assert set(parked) <= {"wake-up cancel on an empty room [20]", "move sent again [19]"}, parked
+    # Nothing waits for an operator: every fault here is one retrying or reconciling gets past.
+    assert not parked, parked
 
 
 def parked_kind(command: Any) -> str:
@@ -569,9 +569,6 @@ def test_confirm_delivery_loses_nothing_when_cursor_writes_succeed_but_their_ans
     assert received == [f"m{n}" for n in range(5)]
 
 
-@pytest.mark.xfail(strict=True, reason="PRODUCT GAP: the ingest API answers 503 ('nothing was appended, send "
-                   "again') when its TransactWriteItems timed out after DynamoDB applied it; the PMS sends again "
-                   "and every record reaches pmslink twice (ingest has no request dedupe, unlike HTTPPMS)")
 def test_an_ingest_whose_answer_was_lost_after_the_write_is_not_queued_twice(deployment: Deployment) -> None:
     records = [_msgtxt(1), _msgtxt(2)]
     with answer_lost("TransactWriteItems"):
@@ -582,19 +579,16 @@ def test_an_ingest_whose_answer_was_lost_after_the_write_is_not_queued_twice(dep
     assert [r["uid"] for r in got.get("ACTION_LIST", [])] == ["m1", "m2"]
 
 
-@pytest.mark.xfail(strict=True, reason="PRODUCT GAP: in remove delivery, a GET_REQUEST whose cursor move "
-                   "succeeded but whose UpdateItem answer was lost is answered 100 ('retry'), and the records it "
-                   "moved past are delivered to nobody (the retry finds the queue empty; only an operator replay "
-                   "brings them back)")
 def test_remove_delivery_skips_nothing_when_a_cursor_move_succeeds_but_its_answer_is_lost(
     deployment: Deployment,
 ) -> None:
     assert _ingest(deployment, "demo-hotel", [_msgtxt(n) for n in range(3)])[0] == 202
     with answer_lost("UpdateItem"):
         first = _httppms(deployment, signed({"action": "GET_REQUEST", "property": "demo-hotel"}))
-    assert 100 <= first["code"] <= 125, first
     again = _httppms(deployment, signed({"action": "GET_REQUEST", "property": "demo-hotel"}))
-    assert [r["uid"] for r in again.get("ACTION_LIST", [])] == ["m0", "m1", "m2"]
+    # Either answer may carry the records (the first, once it learns its move was applied), never neither.
+    got = [r["uid"] for answer in (first, again) for r in answer.get("ACTION_LIST", [])]
+    assert got == ["m0", "m1", "m2"], (first, again)
 
 
 # --- the dispatcher: commands sent again, a lease that runs out -------------------------------------------
@@ -667,9 +661,6 @@ def _wake(room: str, uid: str, at: str = "07:00", mode: str = "S") -> dict[str, 
             "waketime": f"2035-01-02T{at}:00"}
 
 
-@pytest.mark.xfail(strict=True, reason="PRODUCT BUG: a guest who moves alone with a wake-up gets `mov`, then "
-                   "`wakeup` cancel on the old address ('harmless', plan.py) — which the UCM answers [20] Not "
-                   "checked in, and classify() parks it: a parked command and its alarm for every such move")
 def test_a_moved_guests_wake_up_cancel_on_the_old_room_is_not_parked(ucm_site: UcmSite) -> None:
     ucm_site.pms(booking("site", "b1", "101", "Anabel", "Alone"), _wake("101", "w1"))
     ucm_site.pms(booking("site", "b1", "102", "Anabel", "Alone"))  # moves: mov, cancel on 101, set on 102
@@ -680,9 +671,6 @@ def test_a_moved_guests_wake_up_cancel_on_the_old_room_is_not_parked(ucm_site: U
     assert ucm_site.parked() == []  # ...and nothing should wait for an operator
 
 
-@pytest.mark.xfail(strict=True, reason="PRODUCT BUG: a `mov` sent again because its completion was not "
-                   "recorded (a storage error after the UCM said OK) is answered [20] (the source is empty), its "
-                   "fallback check-in [19] (the guest is already there) and is parked, though the UCM is right")
 def test_a_move_sent_again_after_its_completion_was_lost_is_not_parked(ucm_site: UcmSite) -> None:
     from pms_connector.dispatcher import LEASE_SECONDS
     from pms_connector.errors import StorageBusy
@@ -705,11 +693,6 @@ def test_a_move_sent_again_after_its_completion_was_lost_is_not_parked(ucm_site:
     assert ucm_site.parked() == []
 
 
-@pytest.mark.xfail(strict=True, reason="PRODUCT BUG: the outbox lease is taken for LEASE_SECONDS and never "
-                   "renewed, and the dispatcher does not check it before each send: a run longer than the lease "
-                   "(a slow UCM, a long backlog; the sweeper may run 120 s) overlaps the next dispatcher, which "
-                   "sends the same commands; the first one's late send lands after a later command "
-                   "(check-in after check-out) and the phone shows a guest who left")
 def test_a_dispatcher_whose_lease_ran_out_sends_nothing_more(ucm_site: UcmSite) -> None:
     from pms_connector.dispatcher import LEASE_SECONDS
     from pms_connector.outbox import LeaseLost

@@ -48,6 +48,19 @@ def test_the_model_moves_the_way_the_deployment_does() -> None:
     assert cost.report(cost.Hotel(properties=1))["connector_per_property_month"] > base + 5  # alone: shared costs
 
 
+def test_the_alarm_topic_key_and_the_site_alarms_are_priced() -> None:
+    """The alarm topic's customer managed key (CloudWatch cannot publish under aws/sns) is shared by the
+    deployment: $1 a month, plus $1 for each of its first two yearly rotations; each site's two tunnel-state
+    alarms go with its VPN."""
+    key = "KMS key of the alarm topic (rotated yearly)"
+    assert cost.PRICES["kms_key_month"] == cost.PRICES["kms_key_rotation_month"] == 1.00
+    for rotations, dollars in ((0, 1.00), (1, 2.00), (2, 3.00), (5, 3.00)):
+        shared = cost.monthly(cost.Hotel(key_rotations=rotations, properties=1))["shared"][key]
+        assert dollars < shared < dollars + 0.01, (rotations, shared)  # + its few requests
+    assert cost.Hotel().key_rotations == 2  # the reference hotel is priced after both billed rotations
+    assert cost.monthly(cost.Hotel(sites=2))["vpn"]["The site's tunnel-state alarms"] == pytest.approx(0.40)
+
+
 def test_the_script_prints_a_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert cost.main([]) == 0
     assert "Connector, per hotel and month" in capsys.readouterr().out

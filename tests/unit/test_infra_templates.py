@@ -38,6 +38,7 @@ from pms_connector.config import (
 )
 from pms_connector.errors import ConfigError
 from pms_connector.local.template import Template, _CfnLoader
+from tests.conftest import role_statements
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -144,6 +145,8 @@ class Stack:
             return any(self.resolve(arg))
         if name == "Condition":  # the YAML loader's spelling of !Condition
             return self.condition(arg)
+        if name == "ImportValue":  # another stack's export: its name stands for it
+            return f"import:{self.resolve(arg)}"
         raise NotImplementedError(f"Fn::{name} is not used by the templates this evaluator reads")
 
     def _sub(self, text: str, variables: Mapping[str, Any]) -> str:
@@ -401,9 +404,8 @@ def test_names_match_what_the_main_stack_reads_and_grants() -> None:
     assert resources["PropertySecret"]["Properties"]["Name"] == f"{env['CONFIG_SECRET_PREFIX']}/grand-hotel"
     topic_arn = stack.ref("FrontDeskTopic")
     grants = [main.resolve(statement["Resource"])
-              for function in main.of_type("AWS::Serverless::Function").values()
-              for policy in function["Properties"].get("Policies", []) if isinstance(policy, dict)
-              for statement in policy.get("Statement", []) if "sns:Publish" in statement.get("Action", [])]
+              for function in main.of_type("AWS::Serverless::Function")
+              for statement in role_statements(main, function) if "sns:Publish" in statement["Action"]]
     assert any(fnmatch.fnmatchcase(topic_arn, grant) for grant in grants), grants
     assert re.fullmatch(SNS_TOPIC_ARN_PATTERN, topic_arn)
 
@@ -527,14 +529,182 @@ def test_sites_reach_the_vpc_but_never_each_other() -> None:
     table = {lid: res["Properties"]["TransitGatewayRouteTableId"]["Fn::ImportValue"]["Fn::Sub"]
              for lid, res in site["Resources"].items() if "TransitGatewayRouteTableId" in res["Properties"]}
     assert table == {"SiteAssociation": "${NetworkStackName}-SitesRouteTableId",
-                     "SiteStaticRoute": "${NetworkStackName}-VpcRouteTableId",
-                     "SiteBgpPropagation": "${NetworkStackName}-VpcRouteTableId"}
-    base = {"NetworkStackName": "pms-connector-dev-network", "SiteName": "grand-hotel",
-            "CustomerGatewayIp": "203.0.113.10", "SiteCidr": "192.168.50.0/24"}
-    assert set(Stack(site, base).created()) == {"CustomerGateway", "VpnConnection", "UcmEgress"}
-    static = Stack(site, base | {"VpnAttachmentId": "tgw-attach-0123456789abcdef0", "PmsServerPort": "8443"})
-    assert set(static.created()) == {"CustomerGateway", "VpnConnection", "UcmEgress", "PmsServerEgress",
-                                       "SiteAssociation", "SiteStaticRoute"}
-    bgp = Stack(site, base | {"VpnAttachmentId": "tgw-attach-0123456789abcdef0", "StaticRoutesOnly": "false"})
-    assert set(bgp.created()) == {"CustomerGateway", "VpnConnection", "UcmEgress", "SiteAssociation",
-                                    "SiteBgpPropagation"}
+                     "SiteStaticRoute": "${NetworkStackName}-VpcRouteTableId"}
+    # Nothing propagates into a Transit Gateway route table but the VPC's CIDR into the sites' table: a BGP
+    # site's advertisements reach no route table, so no site can claim another's CIDR or a default route.
+    propagations = [(lid, res["Properties"]) for template in (network, site["Resources"])
+                    for lid, res in template.items() if res["Type"] == "AWS::EC2::TransitGatewayRouteTablePropagation"]
+    assert propagations == [("VpcCidrToSites", {"TransitGatewayAttachmentId": {"Ref": "TransitGatewayVpcAttachment"},
+                                                 "TransitGatewayRouteTableId": {"Ref": "SitesRouteTable"}})]
+    assert site["Resources"]["SiteStaticRoute"]["Properties"]["DestinationCidrBlock"] == {"Ref": "SiteCidr"}
+    first_pass = {"CustomerGateway", "VpnConnection", "UcmEgress", "VpnDownAlarm", "VpnOneTunnelAlarm"}
+    assert set(Stack(site, SITE_BASE).created()) == first_pass
+    static = Stack(site, SITE_BASE | {"VpnAttachmentId": "tgw-attach-0123456789abcdef0", "PmsServerPort": "8443"})
+    assert set(static.created()) == first_pass | {"PmsServerEgress", "SiteAssociation", "SiteStaticRoute"}
+    # BGP (liveness, failover) routes exactly as static does: the site's CIDR, by a static route.
+    bgp = Stack(site, SITE_BASE | {"VpnAttachmentId": "tgw-attach-0123456789abcdef0", "StaticRoutesOnly": "false"})
+    assert set(bgp.created()) == first_pass | {"SiteAssociation", "SiteStaticRoute"}
+    assert bgp.resources()["VpnConnection"]["Properties"]["StaticRoutesOnly"] == "false"
+
+
+SITE_BASE = {"NetworkStackName": "pms-connector-dev-network", "SiteName": "grand-hotel",
+             "CustomerGatewayIp": "203.0.113.10", "SiteCidr": "192.168.50.0/24",
+             "AlarmTopicArn": f"arn:aws:sns:{REGION}:{ACCOUNT}:pms-connector-dev-AlarmTopic-AbCdEf012345"}
+
+
+def test_each_site_alarms_its_link_state_to_the_connector_s_alarm_topic() -> None:
+    """An idle site sends no UCM commands: without these, a dead VPN shows only when a command has waited."""
+    site = load(SITE)
+    alarms = {lid: res for lid, res in Stack(site, SITE_BASE).resources().items()
+              if res["Type"] == "AWS::CloudWatch::Alarm"}
+    assert set(alarms) == {"VpnDownAlarm", "VpnOneTunnelAlarm"}
+    for alarm in alarms.values():
+        props = alarm["Properties"]
+        assert (props["Namespace"], props["MetricName"]) == ("AWS/VPN", "TunnelState")
+        assert props["Dimensions"] == [{"Name": "VpnId", "Value": "VpnConnection-physical-id"}]
+        assert props["AlarmActions"] == props["OKActions"] == [SITE_BASE["AlarmTopicArn"]]
+        assert (props["ComparisonOperator"], props["Threshold"]) == ("LessThanThreshold", 1)
+        assert "grand-hotel" in props["AlarmName"] and "VpnConnection-physical-id" in props["AlarmName"]
+        assert "Site grand-hotel" in props["AlarmDescription"]
+    down, one = alarms["VpnDownAlarm"]["Properties"], alarms["VpnOneTunnelAlarm"]["Properties"]
+    # TunnelState per VpnId has one value per tunnel: the Maximum drops below 1 only when both are down, the
+    # Minimum as soon as one is; a connection that reports nothing is taken as down.
+    assert (down["Statistic"], down["Period"] * down["EvaluationPeriods"], down["TreatMissingData"]) == (
+        "Maximum", 300, "breaching")
+    assert (one["Statistic"], one["Period"] * one["DatapointsToAlarm"], one["TreatMissingData"]) == (
+        "Minimum", 1800, "notBreaching")
+    assert "VpnOneTunnelAlarm" not in Stack(site, SITE_BASE | {"OneTunnelAlarm": "false"}).created()
+    # The topic is the main stack's output, and its key lets CloudWatch alarms of the account publish.
+    assert "AlarmTopicArn" in load(ROOT / "template.yaml")["Outputs"]
+    with pytest.raises(ParameterError, match="AlarmTopicArn"):
+        Stack(site, {k: v for k, v in SITE_BASE.items() if k != "AlarmTopicArn"})
+
+
+def test_the_dashboard_shows_every_site_vpn_without_a_redeploy() -> None:
+    body = load(ROOT / "template.yaml")["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert """SEARCH('{AWS/VPN,VpnId} MetricName=\\"TunnelState\\"'""" in body
+
+
+def test_the_front_desk_topic_is_published_by_the_wakeup_role_only() -> None:
+    """The AWS managed aws/sns key serves principals of the account calling SNS: the wake-up function's role,
+    the topic's only publisher. An AWS service (CloudWatch, EventBridge) could not publish to it."""
+    topic = load(PROPERTY)["Resources"]["FrontDeskTopic"]["Properties"]
+    assert topic["KmsMasterKeyId"] == "alias/aws/sns"
+    main = Template(ROOT / "template.yaml", parameters={"Environment": "dev"})
+    publishers = {function for function in main.of_type("AWS::Serverless::Function")
+                  for statement in role_statements(main, function) if "sns:Publish" in statement["Action"]}
+    assert publishers == {"WakeupFunction"}
+    assert "AWS::SNS::TopicPolicy" not in {res["Type"] for res in load(PROPERTY)["Resources"].values()}
+
+
+# --- template.yaml after the SAM transform -----------------------------------------------------------
+
+# The only actions a role may allow on "*", each because the action takes no other resource:
+STAR_ONLY = {
+    # X-Ray defines no resource type for sending traces.
+    "xray:PutTraceSegments", "xray:PutTelemetryRecords",
+    # DynamoDB Streams' ListStreams defines no resource type (the event source mapping calls it).
+    "dynamodb:ListStreams",
+    # Lambda's network interfaces for a VPC function: DescribeNetworkInterfaces and DescribeSubnets take only
+    # "*"; the others act on interfaces whose ids Lambda chooses, and the Lambda guide documents "*" for them.
+    # The roles deny all of them to the function's code (DenyToFunctionCode).
+    "ec2:CreateNetworkInterface", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets",
+    "ec2:DeleteNetworkInterface", "ec2:AssignPrivateIpAddresses", "ec2:UnassignPrivateIpAddresses",
+}
+
+
+class _NoManagedPolicies:
+    """samtranslator's managed-policy loader, offline: the template names no managed policy (SAM looks
+    names up only for a function's Policies, which no function has)."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@cache
+def transformed_main() -> dict[str, Any]:
+    """template.yaml through the SAM transform, as CloudFormation would run it (offline; code URIs replaced,
+    since the transform only checks they are S3 locations)."""
+    pytest.importorskip("samtranslator", reason="aws-sam-translator (the SAM transform) is not installed")
+    from samtranslator.translator.transform import transform
+
+    template = json.loads(json.dumps(load(ROOT / "template.yaml")))
+    for resource in template["Resources"].values():
+        for key in ("CodeUri", "ContentUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = "s3://bucket/key.zip"
+    result: dict[str, Any] = transform(template, {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT,
+                                                  "AWS::Partition": "aws"}, _NoManagedPolicies())
+    return result
+
+
+def _statements(document: Any) -> list[dict[str, Any]]:
+    """A policy document's statements, with both branches of every Fn::If."""
+    found: list[dict[str, Any]] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict) and set(value) == {"Fn::If"}:
+            walk(value["Fn::If"][1:])
+        elif isinstance(value, dict) and "Effect" in value:
+            found.append(value)
+
+    walk(document["Statement"])
+    return found
+
+
+def test_after_the_transform_no_role_has_managed_policies_or_a_star_an_arn_could_replace() -> None:
+    resources = transformed_main()["Resources"]
+    functions = {lid: res for lid, res in resources.items() if res["Type"] == "AWS::Lambda::Function"}
+    assert len(functions) == 6
+    for lid, function in functions.items():
+        # The role is the template's own (SAM generated none), and it is this function's alone.
+        role = function["Properties"]["Role"]["Fn::GetAtt"][0]
+        assert role == lid.replace("Function", "ExecutionRole"), lid
+    assert len({f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions.values()}) == 6
+    documents = []
+    for lid, resource in resources.items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::IAM::Role":
+            assert not props.get("ManagedPolicyArns"), f"{lid}: {props['ManagedPolicyArns']}"
+            documents += [(lid, policy["PolicyDocument"]) for policy in props.get("Policies", [])]
+        elif resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::RolePolicy"):
+            documents.append((lid, props["PolicyDocument"]))
+    assert len(documents) >= 9  # six functions, the wake-up scheduler role, the two rate rules' roles
+    for lid, document in documents:
+        for statement in _statements(document):
+            if statement["Effect"] != "Allow":
+                continue  # a Deny on "*" takes away, it grants nothing
+            resource = statement["Resource"]
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if resource == "*" or (isinstance(resource, list) and "*" in resource):
+                assert set(actions) <= STAR_ONLY, f"{lid} {statement.get('Sid')}: {sorted(set(actions) - STAR_ONLY)}"
+            assert not any(action.endswith("*") and action != "kms:GenerateDataKey*" for action in actions), (
+                lid, actions)
+
+
+def test_each_role_writes_only_its_function_s_own_log_group_and_reads_only_the_table_s_stream() -> None:
+    main = Template(ROOT / "template.yaml")
+    for function, res in main.of_type("AWS::Serverless::Function").items():
+        props = res["Properties"]
+        assert "Policies" not in props, function  # SAM would then generate a role with managed policies
+        group = props["LoggingConfig"]["LogGroup"]["Ref"]
+        assert main.resources[group]["Type"] == "AWS::Logs::LogGroup"
+        by_sid = {statement.get("Sid"): statement for statement in role_statements(main, function)}
+        assert by_sid["OwnLogs"]["Resource"] == {"Fn::GetAtt": [group, "Arn"]}, function
+        assert set(by_sid["OwnLogs"]["Action"]) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+        if "ReadStream" in by_sid:
+            assert by_sid["ReadStream"]["Resource"] == {"Fn::GetAtt": ["ConnectorTable", "StreamArn"]}
+        denied = {a for statement in role_statements(main, function, effect="Deny") for a in statement["Action"]}
+        # Lambda's own grants that the code never needs are denied to it (lambda:SourceFunctionArn present).
+        infra = {a for sid in ("ReadStream", "ListStreams", "NetworkInterfaces") if sid in by_sid
+                 for a in by_sid[sid]["Action"]}
+        assert denied == infra, function
+    # ApiTracing=on gives the API functions their X-Ray grant; off (the default) leaves them without.
+    for tracing, expected in (("off", set()), ("on", {"xray:PutTraceSegments", "xray:PutTelemetryRecords"})):
+        api = Template(ROOT / "template.yaml", parameters={"ApiTracing": tracing})
+        for function in ("HttppmsFunction", "IngestFunction"):
+            granted = {a for statement in role_statements(api, function) for a in statement["Action"]}
+            assert granted & {"xray:PutTraceSegments", "xray:PutTelemetryRecords"} == expected, (function, tracing)

@@ -18,7 +18,8 @@ TEMPLATE = Template(ROOT / "template.yaml")
 RESOURCES: dict[str, Any] = TEMPLATE.resources
 NAMESPACE = "PmsConnector"
 # What tells on-call which hotel is in trouble; everything else counts for the whole deployment.
-PER_PROPERTY = {"OutboxOldestPendingAgeSeconds", "OutboxParkedCommands", "UcmUnreachable", "WakeupAtRisk",
+PER_PROPERTY = {"OutboxOldestPendingAgeSeconds", "OutboxParkedCommands", "UcmUnreachable", "PmsUnreachable",
+                "WakeupAtRisk",
                 "WakeupFailed"}
 
 
@@ -127,16 +128,67 @@ def test_the_issue_s_alarm_list_is_covered() -> None:
         assert needed in watched, needed
 
 
-def test_every_function_is_in_the_error_and_throttle_alarms_and_has_its_log_group() -> None:
+def test_every_function_has_its_errors_and_throttles_alarms_and_its_log_group() -> None:
+    """One alarm per function and metric (billed like one summed alarm, and it names the function)."""
     functions = {k for k, r in RESOURCES.items() if r["Type"] == "AWS::Serverless::Function"}
-    for alarm in ("FunctionErrorsAlarm", "FunctionThrottlesAlarm"):
-        dims = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
-                for m in RESOURCES[alarm]["Properties"]["Metrics"] if "MetricStat" in m}
-        assert dims == functions, alarm
+    watched: dict[tuple[str, str], str] = {}
+    for lid, alarm in RESOURCES.items():
+        props = alarm["Properties"] if alarm["Type"] == "AWS::CloudWatch::Alarm" else {}
+        if props.get("Namespace") == "AWS/Lambda":
+            [dimension] = props["Dimensions"]
+            assert dimension["Name"] == "FunctionName"
+            key = (dimension["Value"]["Ref"], props["MetricName"])
+            assert key not in watched, lid
+            watched[key] = lid
+            assert (props["Statistic"], props["Threshold"], props["Period"]) == ("Sum", 1, 300), lid
+    assert set(watched) == {(f, metric) for f in functions for metric in ("Errors", "Throttles")}
     for function in functions:
-        group = RESOURCES[f"{function}Logs"]["Properties"]
-        assert group["LogGroupName"] == {"Fn::Sub": f"/aws/lambda/${{{function}}}"}
+        group_id = RESOURCES[function]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert group_id == f"{function}Logs"
+        group = RESOURCES[group_id]["Properties"]
+        assert group["LogGroupName"]["Fn::Sub"].startswith("/aws/lambda/${AWS::StackName}-")
         assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        # The errors alarm says where to read.
+        description = RESOURCES[watched[(function, "Errors")]]["Properties"]["AlarmDescription"]
+        assert f"${{{group_id}}}" in description["Fn::Sub"], function
+    names = [RESOURCES[f"{f}Logs"]["Properties"]["LogGroupName"]["Fn::Sub"] for f in functions]
+    assert len(set(names)) == len(names)
+    # The errors table of the dashboard reads every function's group.
+    query = next(w["properties"]["query"] for w in dashboard()["widgets"] if w["type"] == "log")
+    raw = RESOURCES["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert query.count("SOURCE") == len(functions)
+    for function in functions:
+        assert f"SOURCE '${{{function}Logs}}'" in raw
+
+
+def test_the_alarm_topic_uses_a_key_cloudwatch_may_use() -> None:
+    """CloudWatch publishes as the cloudwatch.amazonaws.com service: under an AWS managed key (alias/aws/...)
+    every notification is refused, so the topic's key is the stack's own and admits CloudWatch alarms."""
+    topics = {k for k, r in RESOURCES.items() if r["Type"] == "AWS::SNS::Topic"}
+    alarm_topics = {action["Ref"] for r in RESOURCES.values() if r["Type"] == "AWS::CloudWatch::Alarm"
+                    for action in r["Properties"]["AlarmActions"] + r["Properties"].get("OKActions", [])}
+    assert alarm_topics and alarm_topics <= topics
+    for topic in alarm_topics:
+        key_ref = RESOURCES[topic]["Properties"]["KmsMasterKeyId"]
+        assert not (isinstance(key_ref, str) and (key_ref.startswith("alias/aws/") or "alias/aws/" in key_ref)), (
+            f"{topic}: CloudWatch cannot publish to a topic under an AWS managed key")
+        key_id = key_ref.get("Ref") or key_ref["Fn::GetAtt"][0]
+        key = RESOURCES[key_id]
+        assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+        statements = key["Properties"]["KeyPolicy"]["Statement"]
+        [cloudwatch] = [s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+        assert cloudwatch["Effect"] == "Allow"
+        assert set(cloudwatch["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+        assert cloudwatch["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        assert cloudwatch["Condition"]["ArnLike"]["aws:SourceArn"] == {
+            "Fn::Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:*"}
+        # The account can still administer (and the stack delete) the key.
+        [admin] = [s for s in statements if s.get("Principal") == {
+            "AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}]
+        assert admin["Action"] == "kms:*"
+        aliases = [r for r in RESOURCES.values() if r["Type"] == "AWS::KMS::Alias"
+                   and r["Properties"]["TargetKeyId"] == {"Ref": key_id}]
+        assert len(aliases) == 1
 
 
 def test_only_the_api_functions_can_run_untraced_and_never_capture_responses() -> None:

@@ -262,6 +262,13 @@ def test_classify(code: int, action: str) -> None:
     assert classify(action, code) == expected_outcome(code, action)
 
 
+def test_a_wake_up_cancel_on_a_room_not_checked_in_is_done() -> None:
+    # Nothing to cancel on an empty room: the state is as wanted, no operator should be called for it.
+    assert classify("wakeup", 20, cancel=True) == "ok"
+    assert classify("wakeup", 20) == "park"  # a wake-up set on an empty room would never ring
+    assert classify("wakeup", 18, cancel=True) == "park"
+
+
 @pytest.mark.parametrize("action", ACTIONS)
 @pytest.mark.parametrize("code", sorted(UCM_CODES))
 def test_each_guide_answer_reaches_the_caller_classified(code: int, action: str) -> None:

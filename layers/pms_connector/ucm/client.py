@@ -101,14 +101,15 @@ class UcmSender(Protocol):
     def send(self, command: UcmCommand, *, timeout_s: float | None = None) -> UcmReply: ...
 
 
-def classify(action: str, code: int) -> Outcome:
-    """The outcome of a UCM code for a command action (DESIGN.md, "UCM PMS API")."""
+def classify(action: str, code: int, *, cancel: bool = False) -> Outcome:
+    """The outcome of a UCM code for a command action (DESIGN.md, "UCM PMS API"). ``cancel``: a wake-up
+    cancel (``w_action`` 0)."""
     if code in (0, -100):
         return "ok"
     if code == 19:  # already checked in
         return "reconcile" if action == "checkin" else "park"
     if code == 20:  # not checked in
-        if action == "checkout":
+        if action == "checkout" or cancel:  # nothing to take away from an empty room: as wanted
             return "ok"
         return "reconcile" if action in ("update", "mov") else "park"
     if code == 22:
@@ -261,7 +262,8 @@ class UcmClient:
         code, text = parse_response(body)
         if code is None:
             return UcmReply(None, f"unreadable answer ({len(body)} bytes)", "retry", status)
-        return UcmReply(code, _safe_text(code, text, command), classify(action, code), status)
+        cancel = getattr(command, "w_action", None) == "0"
+        return UcmReply(code, _safe_text(code, text, command), classify(action, code, cancel=cancel), status)
 
     def _client(self) -> httpx.Client:
         if self._http is None:

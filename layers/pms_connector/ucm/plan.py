@@ -161,7 +161,10 @@ class Planner:
         was_shown = shown is not None and shown.booking_uid == uid
         remaining = old.without(uid)
         display = self._display(new_name, record, new)
-        if was_shown and not remaining.occupants and not new.occupants:
+        alone = not remaining.occupants
+        if alone:  # the room's wake-ups were this guest's: they follow the guest (cancelled while still there)
+            self._cancel_moved_wakeups(old_name, old.wakeups)
+        if was_shown and alone and not new.occupants:
             assert shown is not None
             self._send("mov", {"address": self._address(old_name), "room": old_name,
                                "d_address": self._address(new_name), "d_room": new_name})
@@ -172,21 +175,25 @@ class Planner:
                 self._send("update", display)
             self._set_room(replace(remaining, wakeups={}))
             self._set_room(replace(new, occupants=(Occupant(uid, display),), wakeups=dict(new.wakeups)))
-            self._carry_wakeups(old_name, new_name, old.wakeups)
+            self._set_moved_wakeups(old_name, new_name, old.wakeups)
             return
-        alone = not remaining.occupants
         self._leave(uid, old_name)
         self._enter(uid, new_name, record)
-        if alone:  # the room's wake-ups were this guest's: they follow the guest
-            self._carry_wakeups(old_name, new_name, old.wakeups)
+        if alone:
+            self._set_moved_wakeups(old_name, new_name, old.wakeups)
 
-    def _carry_wakeups(self, old_name: str, new_name: str, wakeups: Mapping[str, str]) -> None:
-        """Re-program a moved guest's wake-ups: cancelled on the old address (in case the UCM kept them
-        there, where the next guest would be woken) and set on the new one (in case it did not move them).
-        Both are harmless when the UCM already moved them with ``mov``."""
-        new = self.room(new_name)
+    def _cancel_moved_wakeups(self, old_name: str, wakeups: Mapping[str, str]) -> None:
+        """A moving guest's wake-ups, cancelled on the old address before the move, while the guest is still
+        checked in there (a UCM answers a wake-up command for an empty room [20]): in case the UCM would keep
+        them there, where the next guest would be woken. Harmless when it moves them with ``mov``: they are
+        set again on the new address after it."""
         for waketime in sorted(set(wakeups.values())):
             self._send("wakeup", self._wakeup(old_name, waketime, set_=False))
+
+    def _set_moved_wakeups(self, old_name: str, new_name: str, wakeups: Mapping[str, str]) -> None:
+        """The moved guest's wake-ups, set on the new address (cancelled on the old one before the move)."""
+        new = self.room(new_name)
+        for waketime in sorted(set(wakeups.values())):
             if waketime not in new.wakeups.values():
                 self._send("wakeup", self._wakeup(new_name, waketime, set_=True))
         old = self.room(old_name)
