@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -168,17 +170,29 @@ def reset_caches() -> None:
     parameters.clear_caches()
 
 
+@functools.cache
+def _session() -> Any:
+    """One boto3 session for the fixtures' own clients: a new session loads every service model again
+    (about 0.1 s a client), and mock_aws answers any session's clients alike."""
+    import boto3
+
+    return boto3.session.Session(region_name="us-east-1")
+
+
 @pytest.fixture
 def deployment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
     from moto import mock_aws
 
     from pms_connector.config import parse_properties
     from pms_connector.local.provision import create_resources, push_properties
+    from pms_connector.local.runner import faster_dynamodb
     from pms_connector.local.template import Template
 
-    with mock_aws():
+    restore = faster_dynamodb()  # moto copies every table a transaction touches; the runner's patch does not
+    with contextlib.ExitStack() as stack, mock_aws():
+        stack.callback(restore)
         template = Template(TEMPLATE)
-        names = create_resources(template)
+        names = create_resources(template, session=_session())
         env: dict[str, str] = {}
         for spec in template.functions().values():  # as the local runner does: every function's variables
             env.update(spec.environment)
@@ -188,6 +202,7 @@ def deployment(monkeypatch: pytest.MonkeyPatch) -> Iterator[Deployment]:
             parse_properties(demo_documents()),
             parameter_prefix=env["CONFIG_PARAMETER_PREFIX"],
             secret_prefix=env["CONFIG_SECRET_PREFIX"],
+            session=_session(),
         )
         reset_caches()
         yield Deployment(template, names, env)

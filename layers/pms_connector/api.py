@@ -219,5 +219,8 @@ def httppms_dependencies() -> Dependencies:
     from pms_connector.bus import EventPublisher
     from pms_connector.httppms import Dependencies
     from pms_connector.settings import get_settings
+    from pms_connector.store import ConnectorStore
 
-    return Dependencies(directory(), store(), EventPublisher(get_settings().event_bus_name), utc_now)
+    # Not store(): a StateStore loads room/booking state and the UCM planner, which GET_REQUEST never needs.
+    return Dependencies(directory(), ConnectorStore(get_settings().table_name),
+                        EventPublisher(get_settings().event_bus_name), utc_now)

@@ -42,8 +42,7 @@ from pms_connector.records import (
     normalize_action,
     validate,
 )
-from pms_connector.state import StateStore
-from pms_connector.store import MAX_SEQ, DuplicateRequest
+from pms_connector.store import MAX_SEQ, ConnectorStore, DuplicateRequest
 
 DAY = 86_400
 CENT = Decimal("0.01")
@@ -52,7 +51,7 @@ CENT = Decimal("0.01")
 @dataclass(frozen=True)
 class Dependencies:
     directory: PropertyDirectory
-    store: StateStore
+    store: ConnectorStore
     publisher: EventPublisher
     clock: Callable[[], datetime]  # aware, UTC
 
@@ -257,9 +256,14 @@ def _bill(prop: PropertyConfig, request: BillRequest, deps: Dependencies) -> dic
     }
 
 
-def _stay(prop: PropertyConfig, request: BillRequest, store: StateStore) -> tuple[str | None, str | None]:
+def _stay(prop: PropertyConfig, request: BillRequest, store: ConnectorStore) -> tuple[str | None, str | None]:
     """First and last day of the stay the bill is for: the named booking, else the room's booking with the
     named account, else the booking the room's phone shows. (None, None) when no booking is known."""
+    # Room and booking state only here: pmslink's polls, which start most containers, never load it.
+    from pms_connector.state import StateStore
+
+    if not isinstance(store, StateStore):
+        store = StateStore(store.table, client=store.client)
     uid = request.booking_uid
     if uid is None:
         room = store.room(prop.id, request.room)

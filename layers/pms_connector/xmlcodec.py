@@ -79,7 +79,7 @@ from typing import Any
 
 from lxml import etree
 
-from pms_connector.wire import XML_NAME, xml_text
+from pms_connector.wire import is_xml_name, xml_text
 
 __all__ = ["XmlError", "dump_response", "is_xml_content_type", "parse_request"]
 
@@ -298,7 +298,7 @@ def dump_response(body: Mapping[str, object], *, root: str = "response") -> byte
 def _check_name(key: object) -> str:
     if not isinstance(key, str):
         raise XmlError(f"XML: key must be a string, not {type(key).__name__}")
-    if not XML_NAME.fullmatch(key):
+    if not is_xml_name(key):
         raise XmlError(f"XML: key {_clip(key)} is not a valid XML element name")
     return key
 

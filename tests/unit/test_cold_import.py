@@ -1,7 +1,7 @@
 """Cold import of each handler module, in a fresh interpreter, against `import boto3` in the same run.
 
-The interpreters get the environment Lambda gives a function (LAMBDA_TASK_ROOT, the function name) and the
-template's defaults: the HTTP API functions untraced (ApiTracing off), the others traced, so the X-Ray SDK
+The interpreters get the environment Lambda gives a function (LAMBDA_TASK_ROOT, the function name), the
+template's Globals variables, and its defaults: the HTTP API functions untraced (ApiTracing off), the others traced, so the X-Ray SDK
 loads and patches as it does there (outside Lambda it also builds a client for centralized sampling at
 import, which Lambda never pays).
 
@@ -24,7 +24,16 @@ from tests.conftest import ROOT
 
 FUNCTIONS = ["httppms", "ingest", "dispatcher", "sweeper", "wakeup", "poller"]
 API_FUNCTIONS = ["httppms", "ingest"]  # answer pmslink and the PMS: their cold start is on the request path
-LAMBDA_ENV = {**os.environ, "LAMBDA_TASK_ROOT": tempfile.gettempdir(), "AWS_LAMBDA_FUNCTION_NAME": "cold-import",
+def _globals_environment() -> dict[str, str]:
+    """The template's Globals variables that are plain text (PYDANTIC_DISABLE_PLUGINS, POWERTOOLS_*...)."""
+    from pms_connector.local.template import Template
+
+    variables = Template(ROOT / "template.yaml").doc["Globals"]["Function"]["Environment"]["Variables"]
+    return {name: value for name, value in variables.items() if isinstance(value, str)}
+
+
+LAMBDA_ENV = {**os.environ, **_globals_environment(), "LAMBDA_TASK_ROOT": tempfile.gettempdir(),
+              "AWS_LAMBDA_FUNCTION_NAME": "cold-import",
               "_X_AMZN_TRACE_ID": "Root=1-00000000-000000000000000000000000;Parent=0000000000000000;Sampled=0"}
 LAMBDA_ENV.pop("POWERTOOLS_TRACE_DISABLED", None)
 LAMBDA_ENV.pop("PMS_CONNECTOR_TRACING", None)

@@ -81,3 +81,15 @@ def test_a_record_at_the_depth_limit_fits() -> None:
 
 def test_text_xml_cannot_carry_becomes_u_fffd_and_the_rest_is_kept() -> None:
     assert wire.xml_text("a\x00b\x1fc\td\ne\rf\ud800g\ufffeh") == "a\ufffdb\ufffdc\td\ne\rf\ufffdg\ufffdh"
+
+
+@given(st.text(max_size=12) | st.text(st.characters(max_codepoint=127), max_size=12))
+def test_the_ascii_fast_path_names_what_the_full_xml_name_production_names(name: str) -> None:
+    assert wire.is_xml_name(name) == (wire._unicode_name().fullmatch(name) is not None)
+
+
+@pytest.mark.parametrize(("name", "ok"), [("booking_uid", True), ("GUEST_LIST", True), ("x-extra.1", True),
+                                          ("Zoë", True), ("名前", True), ("1st", False), ("-a", False),
+                                          (".a", False), ("a b", False), ("a:b", False), ("", False)])
+def test_xml_names(name: str, ok: bool) -> None:
+    assert wire.is_xml_name(name) is ok

@@ -238,7 +238,7 @@ def moto_server() -> Iterator[str]:
 
     server = make_server("127.0.0.1", 0, atomic, threaded=True, request_handler=Handler)
     thread = threading.Thread(target=server.serve_forever, name="moto", daemon=True)
-    restore = _faster_dynamodb()
+    restore = faster_dynamodb()
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_port}"
@@ -248,16 +248,18 @@ def moto_server() -> Iterator[str]:
         restore()
 
 
-def _faster_dynamodb() -> Callable[[], None]:
-    """Take two O(items in the table) costs out of moto's DynamoDB; returns the undo of this patch.
+def faster_dynamodb() -> Callable[[], None]:
+    """Take two O(items in the table) costs out of moto's DynamoDB; returns the undo of this patch. (The
+    tests' in-process moto uses it too: tests/conftest.py's deployment.)
 
     moto deep-copies every table a transaction touches before applying it (its rollback), and a Query
     walks every item of the table to find its partition: ~0.4 s and ~0.1 s per call at 10,000 items, so a
     runner got slower with every write. Here a transaction keeps a copy of only the items it names and puts
     them back (and drops the stream records it wrote) when it fails, and a Query on the table's own key
-    walks only its partition. Same answers; safe because moto_server applies one request at a time
-    (MOTO_LOCK). Also: moto's server lists its own package directory (~200 stat calls) to route every
-    request; the list is read once here.
+    walks only its partition. Same answers; safe because both run under one lock (moto_server also applies
+    one request at a time, MOTO_LOCK; in-process tests may call moto from several threads). Also: moto's
+    server lists its own package directory (~200 stat calls) to route every request; the list is read once
+    here.
     """
     import copy as real_copy
     import importlib
@@ -277,7 +279,13 @@ def _faster_dynamodb() -> Callable[[], None]:
         def deepcopy(value: Any, memo: Any = None) -> Any:
             return value if isinstance(value, table_class) else real_copy.deepcopy(value, memo)
 
+    lock = threading.RLock()
+
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        with lock:
+            _transact_write_items(self, transact_items)
+
+    def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
         saved: list[tuple[Any, Any, Any, Any]] = []  # (table, hash key, range key, item before or None)
         streams: dict[int, tuple[Any, int]] = {}
         for entry in transact_items[:100]:
@@ -313,6 +321,10 @@ def _faster_dynamodb() -> Callable[[], None]:
     original_query = table_class.query
 
     def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            return _query(self, hash_key, *args, **kwargs)
+
+    def _query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = kwargs.get("index_name", args[6] if len(args) > 6 else None)
         if index_name is not None or hash_key is None or not self.has_range_key:
             return original_query(self, hash_key, *args, **kwargs)
