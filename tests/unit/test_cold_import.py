@@ -1,9 +1,9 @@
 """Cold import of each handler module, in a fresh interpreter, against `import boto3` in the same run.
 
 The interpreters get the environment Lambda gives a function (LAMBDA_TASK_ROOT, the function name), the
-template's Globals variables, and its defaults: the HTTP API functions untraced (ApiTracing off), the others traced, so the X-Ray SDK
-loads and patches as it does there (outside Lambda it also builds a client for centralized sampling at
-import, which Lambda never pays).
+template's Globals variables, and its defaults: the HTTP API functions untraced (ApiTracing off), the others
+traced, so the X-Ray SDK loads and patches as it does there (outside Lambda it also builds a client for
+centralized sampling at import, which Lambda never pays).
 
 The issue's goal is ≤ 1.8x; on a shared 2-core machine the ratio moves by ±0.1, so the test guards against
 regressions (≤ 2.3x) and against heavy modules sneaking into the cold path, and prints the measured ratios.
