@@ -916,21 +916,28 @@ def dispatcher_function(target: Target) -> str:
     else the physical id of its ``DispatcherFunction`` resource (one DescribeStackResource)."""
     if not target.stack:
         raise OperatorError("check-ucm runs in the stack's VPC only with --stack (or --from-here)", EXIT_USAGE)
-    if target.outputs.get("DispatcherFunctionName"):
-        return target.outputs["DispatcherFunctionName"]
+    return _stack_resource(target, "DispatcherFunctionName", DISPATCHER)
+
+
+def _stack_resource(target: Target, output: str, logical_id: str, hint: str = "") -> str:
+    """The physical name of one of the stack's resources: its output when the stack has it, else the
+    resource's physical id (one DescribeStackResource: stacks deployed before the output existed)."""
+    assert target.stack
+    if target.outputs.get(output):
+        return target.outputs[output]
     try:
         detail = target.cloudformation.describe_stack_resource(
-            StackName=target.stack, LogicalResourceId=DISPATCHER)["StackResourceDetail"]
+            StackName=target.stack, LogicalResourceId=logical_id)["StackResourceDetail"]
     except ClientError as exc:
         # DescribeStackResource answers ValidationError for a logical id the stack does not have.
         if exc.response.get("Error", {}).get("Code") == "ValidationError":
-            raise OperatorError(f"stack '{target.stack}' has no {DISPATCHER} resource: is it a pms-connector "
-                                "stack?", EXIT_USAGE) from None
+            raise OperatorError(f"stack '{target.stack}' has no {logical_id} resource: is it a pms-connector "
+                                f"stack?{hint}", EXIT_USAGE) from None
         raise
     name = detail.get("PhysicalResourceId")
     if not name:
-        raise OperatorError(f"stack '{target.stack}': {DISPATCHER} is not created ({detail.get('ResourceStatus')})",
-                            EXIT_USAGE)
+        raise OperatorError(f"stack '{target.stack}': {logical_id} is not created "
+                            f"({detail.get('ResourceStatus')})", EXIT_USAGE)
     return str(name)
 
 
@@ -1017,21 +1024,7 @@ def schedule_group(target: Target, explicit: str | None = None) -> str | None:
     stack or a name: the schedules are then not looked for."""
     if explicit or not target.stack:
         return explicit or None
-    if target.outputs.get("WakeupScheduleGroupName"):
-        return target.outputs["WakeupScheduleGroupName"]
-    try:
-        detail = target.cloudformation.describe_stack_resource(
-            StackName=target.stack, LogicalResourceId=SCHEDULE_GROUP)["StackResourceDetail"]
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ValidationError":
-            raise OperatorError(f"stack '{target.stack}' has no {SCHEDULE_GROUP} resource: is it a pms-connector "
-                                "stack? (or --schedule-group NAME)", EXIT_USAGE) from None
-        raise
-    name = detail.get("PhysicalResourceId")
-    if not name:
-        raise OperatorError(f"stack '{target.stack}': {SCHEDULE_GROUP} is not created "
-                            f"({detail.get('ResourceStatus')})", EXIT_USAGE)
-    return str(name)
+    return _stack_resource(target, "WakeupScheduleGroupName", SCHEDULE_GROUP, hint=" (or --schedule-group NAME)")
 
 
 @dataclass(frozen=True)
