@@ -646,38 +646,6 @@ def ingest_to_get_request(runner: Any, events: int) -> list[float]:
     return latencies
 
 
-def ingest_to_ucm(runner: Any, events: int) -> list[float]:
-    """tests/e2e/test_latency.py's loop: check-ins and check-outs on 20 rooms, each timed until the simulated
-    UCM shows it (stream doorbell, dispatcher, HTTPS + Digest to the simulator)."""
-    import ssl
-
-    import httpx
-
-    sim_line = next(line for line in runner.banner if "/state" in line and line.startswith("curl"))
-    ca, url = sim_line.split("--cacert ")[1].split(" ", 1)
-    latencies = []
-    with httpx.Client(verify=ssl.create_default_context(cafile=ca)) as sim:
-        for i in range(-2, events):  # two unmeasured check-ins first: the dispatcher's cold start
-            n = (i + 2) % 40
-            room, status = str(101 + n % 20), "checkin" if n < 20 else "checkout"
-            record = {"datetime": "2026-01-01T10:00:00", "action": "BOOKING", "booking_uid": f"lat-{n % 20}",
-                      "status": status, "room": room, "arrival": "2026-01-01T10:00:00",
-                      "departure": "2026-01-02T10:00:00",
-                      "GUEST_LIST": [{"uid": "g", "name": "Lat", "surname": f"N{i}", "language": "en"}]}
-            started = time.perf_counter()
-            assert runner.ingest("demo-hotel", record).status_code == 202
-            while True:
-                guest = sim.get(url).json()["rooms"][room]["guest"]
-                if (guest is not None) == (status == "checkin"):
-                    break
-                if time.perf_counter() - started > 10:
-                    raise RuntimeError(f"the {status} of room {room} never reached the UCM")
-                time.sleep(0.005)
-            if i >= 0:
-                latencies.append(time.perf_counter() - started)
-    return latencies
-
-
 def _latency_rows(name: str, latencies: list[float]) -> list[Row]:
     ms = sorted(x * 1000 for x in latencies)
     detail = {"events": len(ms), "p50_ms": round(statistics.median(ms), 1),
@@ -689,6 +657,7 @@ def _latency_rows(name: str, latencies: list[float]) -> list[Row]:
 
 def measure_end_to_end(sizes: Sizes) -> list[Row]:
     """The local runner (moto server, HTTP API, stream doorbell, UCM simulator) started as `make run` does."""
+    from tests.e2e.test_latency import ingest_to_ucm
     from tests.e2e.test_local_runner import Runner, free_port, start
 
     rows = []
